@@ -1,0 +1,88 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * mcd_util: strict number parsing and key byte checks.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "mcd_util.h"
+
+/* strtoll/strtoull accept things we refuse: empty text, trailing junk, and
+ * (for strtoull) a minus sign that wraps around. */
+static const char *skip_blanks(const char *text)
+{
+	while (*text == ' ' || *text == '\t') {
+		text++;
+	}
+	return text;
+}
+
+static int only_blanks_left(const char *end)
+{
+	return *skip_blanks(end) == '\0';
+}
+
+int mcd_parse_int64(const char *text, int64_t *out)
+{
+	char *end;
+	long long value;
+
+	text = skip_blanks(text);
+	if (!(isdigit((unsigned char) *text) || ((*text == '-' || *text == '+')
+		&& isdigit((unsigned char) text[1])))) {
+		return -1;
+	}
+	errno = 0;
+	value = strtoll(text, &end, 10);
+	if (errno || !only_blanks_left(end)) {
+		return -1;
+	}
+	*out = value;
+	return 0;
+}
+
+int mcd_parse_uint64(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long value;
+
+	text = skip_blanks(text);
+	if (!isdigit((unsigned char) *text)) {
+		return -1;
+	}
+	errno = 0;
+	value = strtoull(text, &end, 10);
+	if (errno || !only_blanks_left(end)) {
+		return -1;
+	}
+	*out = value;
+	return 0;
+}
+
+int mcd_parse_long(const char *text, long min, long max, long *out)
+{
+	int64_t value;
+
+	if (mcd_parse_int64(text, &value) || value < min || value > max) {
+		return -1;
+	}
+	*out = (long) value;
+	return 0;
+}
+
+bool mcd_key_bytes_valid(const char *bytes, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char) bytes[i];
+		if (c <= ' ' || c == 0x7f) {
+			return false;
+		}
+	}
+	return true;
+}

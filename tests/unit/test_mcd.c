@@ -1,0 +1,441 @@
+/*
+ * Unit tests of the Asterisk-free parts: mcd_util, mcd_config, and mcd_client
+ * against the real memcached named by MCD_TEST_SERVER (host:port).
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "mcd_client.h"
+#include "mcd_config.h"
+#include "mcd_util.h"
+
+static char err[256];
+
+/* --- mcd_util --- */
+
+static void parse_long_accepts_only_whole_numbers_in_range(void **state)
+{
+	long v = -1;
+
+	assert_int_equal(mcd_parse_long("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(mcd_parse_long(" 7 ", 0, 100, &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(mcd_parse_long("-3", -5, 5, &v), 0);
+	assert_int_equal(v, -3);
+	v = 99;
+	assert_int_equal(mcd_parse_long("101", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("-1", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("12abc", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("1.5", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("0x10", 0, 100, &v), -1);
+	assert_int_equal(mcd_parse_long("+", 0, 100, &v), -1);
+	assert_int_equal(v, 99);
+}
+
+static void parse_int64_refuses_overflow(void **state)
+{
+	int64_t v;
+
+	assert_int_equal(mcd_parse_int64("9223372036854775807", &v), 0);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(mcd_parse_int64("-9223372036854775808", &v), 0);
+	assert_true(v == INT64_MIN);
+	assert_int_equal(mcd_parse_int64("9223372036854775808", &v), -1);
+	assert_int_equal(mcd_parse_int64("--1", &v), -1);
+}
+
+static void parse_uint64_refuses_signs(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(mcd_parse_uint64("18446744073709551615", &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_equal(mcd_parse_uint64("18446744073709551616", &v), -1);
+	assert_int_equal(mcd_parse_uint64("-1", &v), -1);
+	assert_int_equal(mcd_parse_uint64("+1", &v), -1);
+}
+
+static void key_bytes_refuse_space_control_and_del(void **state)
+{
+	assert_true(mcd_key_bytes_valid("abc:1/2", 7));
+	assert_true(mcd_key_bytes_valid("h\xc3\xa9", 3));
+	assert_false(mcd_key_bytes_valid("a b", 3));
+	assert_false(mcd_key_bytes_valid("a\r\nb", 4));
+	assert_false(mcd_key_bytes_valid("a\tb", 3));
+	assert_false(mcd_key_bytes_valid("a\x7f", 2));
+	assert_false(mcd_key_bytes_valid("a\0b", 3));
+}
+
+/* --- mcd_config --- */
+
+static void defaults_are_the_documented_ones(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
+	assert_int_equal(s.server_count, 1);
+	assert_string_equal(s.servers[0].host, "localhost");
+	assert_int_equal(s.servers[0].port, 11211);
+	assert_string_equal(s.prefix, "");
+	assert_int_equal(s.ttl, 0);
+	assert_true(s.binary_protocol);
+	assert_int_equal(s.max_value_length, 4096);
+	assert_int_equal(s.connect_timeout_ms, 300);
+	assert_int_equal(s.timeout_ms, 300);
+	assert_int_equal(s.pool_size, 64);
+	assert_int_equal(s.pool_wait_s, 1);
+}
+
+static void servers_parse_in_every_form(void **state)
+{
+	struct mcd_server srv;
+
+	assert_int_equal(mcd_parse_server("10.0.0.1", &srv, err, sizeof(err)), 0);
+	assert_string_equal(srv.host, "10.0.0.1");
+	assert_int_equal(srv.port, 11211);
+	assert_int_equal(mcd_parse_server("cache.example.com:11311", &srv, err, sizeof(err)), 0);
+	assert_string_equal(srv.host, "cache.example.com");
+	assert_int_equal(srv.port, 11311);
+	assert_int_equal(mcd_parse_server("[::1]:11212", &srv, err, sizeof(err)), 0);
+	assert_string_equal(srv.host, "::1");
+	assert_int_equal(srv.port, 11212);
+	assert_int_equal(mcd_parse_server("[fe80::1]", &srv, err, sizeof(err)), 0);
+	assert_string_equal(srv.host, "fe80::1");
+
+	assert_int_equal(mcd_parse_server("::1", &srv, err, sizeof(err)), -1);
+	assert_string_equal(err, "'::1': write an IPv6 address as [address]:port");
+	assert_int_equal(mcd_parse_server("host:0", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("host:65536", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("host:", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server(":11211", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("[::1", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("[::1]x", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("bad host", &srv, err, sizeof(err)), -1);
+	assert_int_equal(mcd_parse_server("", &srv, err, sizeof(err)), -1);
+}
+
+static void every_option_is_applied(void **state)
+{
+	struct mcd_settings s;
+	static const char *const options[][2] = {
+		{ "server", "10.0.0.1:1" }, { "server", "10.0.0.2" }, { "prefixkey", "pbx1:" },
+		{ "ttl", "3600" }, { "binary_proto", "no" }, { "hash", "murmur" },
+		{ "distribution", "consistent" }, { "max_value_length", "100" },
+		{ "connect_timeout", "50" }, { "timeout", "60" }, { "retry_timeout", "5" },
+		{ "server_failure_limit", "3" }, { "remove_failed_servers", "yes" },
+		{ "pool_size", "8" }, { "pool_wait", "0" },
+	};
+
+	mcd_settings_defaults(&s);
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		assert_int_equal(mcd_settings_apply(&s, options[i][0], options[i][1], err, sizeof(err)),
+			MCD_CONFIG_OK);
+	}
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
+	assert_int_equal(s.server_count, 2);
+	assert_string_equal(s.servers[1].host, "10.0.0.2");
+	assert_string_equal(s.prefix, "pbx1:");
+	assert_int_equal(s.ttl, 3600);
+	assert_false(s.binary_protocol);
+	assert_string_equal(mcd_hash_name(s.hash), "murmur");
+	assert_int_equal(s.distribution, MCD_DISTRIBUTION_CONSISTENT);
+	assert_int_equal(s.max_value_length, 100);
+	assert_int_equal(s.connect_timeout_ms, 50);
+	assert_int_equal(s.timeout_ms, 60);
+	assert_int_equal(s.retry_timeout_s, 5);
+	assert_int_equal(s.server_failure_limit, 3);
+	assert_true(s.remove_failed_servers);
+	assert_int_equal(s.pool_size, 8);
+	assert_int_equal(s.pool_wait_s, 0);
+}
+
+static void keyprefix_is_an_alias_and_names_ignore_case(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_apply(&s, "KeyPrefix", "app_", err, sizeof(err)), MCD_CONFIG_OK);
+	assert_string_equal(s.prefix, "app_");
+	assert_int_equal(mcd_settings_apply(&s, "Binary_Proto", "OFF", err, sizeof(err)), MCD_CONFIG_OK);
+	assert_false(s.binary_protocol);
+}
+
+static void bad_values_are_refused_with_a_reason(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_apply(&s, "ttl", "-1", err, sizeof(err)), MCD_CONFIG_BAD_VALUE);
+	assert_string_equal(err, "ttl must be a whole number from 0 to 315360000, not '-1'");
+	assert_int_equal(mcd_settings_apply(&s, "timeout", "0", err, sizeof(err)), MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "max_value_length", "1048577", err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "hash", "sha1", err, sizeof(err)), MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "distribution", "random", err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "prefixkey", "a\r\nb", err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "remove_failed_servers", "sometimes", err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+	assert_int_equal(mcd_settings_apply(&s, "frobnicate", "1", err, sizeof(err)),
+		MCD_CONFIG_UNKNOWN_OPTION);
+	assert_string_equal(err, "unknown option 'frobnicate'");
+	/* Nothing refused was half-applied. */
+	assert_int_equal(s.ttl, 0);
+	assert_int_equal(s.timeout_ms, 300);
+	assert_string_equal(s.prefix, "");
+}
+
+static void a_refused_password_is_never_echoed(void **state)
+{
+	struct mcd_settings s;
+	char longpw[MCD_CREDENTIAL_MAX + 10];
+
+	memset(longpw, 'p', sizeof(longpw) - 1);
+	longpw[sizeof(longpw) - 1] = '\0';
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_apply(&s, "password", longpw, err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+	assert_null(strstr(err, "ppp"));
+}
+
+static void too_many_servers_are_refused(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	for (int i = 0; i < MCD_MAX_SERVERS; i++) {
+		assert_int_equal(mcd_settings_apply(&s, "server", "10.0.0.1", err, sizeof(err)), MCD_CONFIG_OK);
+	}
+	assert_int_equal(mcd_settings_apply(&s, "server", "10.0.0.1", err, sizeof(err)),
+		MCD_CONFIG_BAD_VALUE);
+}
+
+static void credentials_go_together_and_need_binary(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	mcd_settings_apply(&s, "username", "pbx", err, sizeof(err));
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), -1);
+	mcd_settings_apply(&s, "password", "secret", err, sizeof(err));
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
+	mcd_settings_apply(&s, "binary_proto", "no", err, sizeof(err));
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), -1);
+	assert_string_equal(err, "username/password (SASL) need binary_proto=yes");
+}
+
+/* --- mcd_client: names and expiry, no server needed --- */
+
+static void result_names_are_libmemcached_names_or_our_own(void **state)
+{
+	assert_string_equal(mcd_rc_name(MCD_SUCCESS), "MEMCACHED_SUCCESS");
+	assert_string_equal(mcd_rc_name(MCD_NOTFOUND), "MEMCACHED_NOTFOUND");
+	assert_string_equal(mcd_rc_name(MCD_NO_SERVERS), "MEMCACHED_NO_SERVERS");
+	assert_string_equal(mcd_rc_name(MCD_ARGUMENT_NEEDED), "MEMCACHED_ARGUMENT_NEEDED");
+	assert_string_equal(mcd_rc_name(MCD_KEY_TOO_LONG), "MEMCACHED_KEY_TOO_LONG");
+	assert_string_equal(mcd_rc_name(MCD_VALUE_TOO_LONG), "MEMCACHED_VALUE_TOO_LONG");
+	assert_string_equal(mcd_rc_name(MCD_BAD_INCREMENT), "MEMCACHED_BAD_INCREMENT");
+	assert_string_equal(mcd_rc_name(MCD_BINARY_PROTO_NEEDED), "MEMCACHED_BINARY_PROTO_NEEDED");
+	assert_string_equal(mcd_rc_name(-7), "MEMCACHED_UNKNOWN_RESULT");
+	/* Every libmemcached result in range has a real name. */
+	for (int rc = 0; rc < 49; rc++) {
+		assert_string_not_equal(mcd_rc_name(rc), "MEMCACHED_UNKNOWN_RESULT");
+	}
+}
+
+static void expiry_over_30_days_becomes_a_date(void **state)
+{
+	assert_int_equal(mcd_wire_expiry(0, 1700000000), 0);
+	assert_int_equal(mcd_wire_expiry(2592000, 1700000000), 2592000);
+	assert_int_equal(mcd_wire_expiry(2592001, 1700000000), 1700000000 + 2592001);
+}
+
+/* --- mcd_client against the real memcached --- */
+
+static struct mcd_client *client_for(const char *prefix, bool binary)
+{
+	struct mcd_settings s;
+	const char *server = getenv("MCD_TEST_SERVER");
+	struct mcd_client *client;
+
+	assert_non_null(server);
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_apply(&s, "server", server, err, sizeof(err)), MCD_CONFIG_OK);
+	assert_int_equal(mcd_settings_apply(&s, "prefixkey", prefix, err, sizeof(err)), MCD_CONFIG_OK);
+	assert_int_equal(mcd_settings_apply(&s, "binary_proto", binary ? "yes" : "no", err, sizeof(err)),
+		MCD_CONFIG_OK);
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
+	client = mcd_client_create(&s, err, sizeof(err));
+	assert_non_null(client);
+	return client;
+}
+
+static void unique_key(char *buf, size_t len, const char *what)
+{
+	static int n;
+	snprintf(buf, len, "%s_%ld_%d", what, (long) time(NULL), n++);
+}
+
+static void store_modes_behave_like_memcached(bool binary)
+{
+	struct mcd_client *c = client_for("u_", binary);
+	char key[64], *value;
+	size_t len;
+
+	unique_key(key, sizeof(key), "modes");
+	assert_int_not_equal(mcd_store(c, MCD_STORE_REPLACE, key, "x", 1, 0), MCD_SUCCESS);
+	assert_int_not_equal(mcd_store(c, MCD_STORE_APPEND, key, "x", 1, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_store(c, MCD_STORE_ADD, key, "mid", 3, 0), MCD_SUCCESS);
+	assert_int_not_equal(mcd_store(c, MCD_STORE_ADD, key, "again", 5, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_store(c, MCD_STORE_APPEND, key, ">", 1, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_store(c, MCD_STORE_PREPEND, key, "<", 1, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_get(c, key, &value, &len), MCD_SUCCESS);
+	assert_string_equal(value, "<mid>");
+	assert_int_equal(len, 5);
+	mcd_value_free(value);
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, key, "", 0, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_get(c, key, &value, &len), MCD_SUCCESS);
+	assert_string_equal(value, "");
+	mcd_value_free(value);
+	assert_int_equal(mcd_delete(c, key), MCD_SUCCESS);
+	assert_int_equal(mcd_get(c, key, &value, &len), MCD_NOTFOUND);
+	assert_null(value);
+	assert_int_equal(mcd_delete(c, key), MCD_NOTFOUND);
+	mcd_client_destroy(c);
+}
+
+static void store_modes_binary(void **state)
+{
+	store_modes_behave_like_memcached(true);
+}
+
+static void store_modes_text(void **state)
+{
+	store_modes_behave_like_memcached(false);
+}
+
+static void keys_are_checked_before_anything_is_sent(void **state)
+{
+	struct mcd_client *c = client_for("pre_", false);
+	char longest[MCD_KEY_MAX + 2], *value;
+	size_t len;
+
+	memset(longest, 'k', sizeof(longest));
+	longest[MCD_KEY_MAX - 4] = '\0';   /* 246 + "pre_" = 250 */
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, longest, "v", 1, 0), MCD_SUCCESS);
+	longest[MCD_KEY_MAX - 4] = 'k';
+	longest[MCD_KEY_MAX - 3] = '\0';   /* 251 */
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, longest, "v", 1, 0), MCD_KEY_TOO_LONG);
+	assert_int_equal(mcd_get(c, "", &value, &len), MCD_ARGUMENT_NEEDED);
+	assert_int_equal(mcd_get(c, NULL, &value, &len), MCD_ARGUMENT_NEEDED);
+	assert_string_equal(mcd_rc_name(mcd_get(c, "a b", &value, &len)), "MEMCACHED_BAD_KEY_PROVIDED");
+	assert_string_equal(mcd_rc_name(mcd_get(c, "a\r\nflush_all", &value, &len)),
+		"MEMCACHED_BAD_KEY_PROVIDED");
+	assert_string_equal(mcd_rc_name(mcd_delete(c, "x\r\nflush_all")), "MEMCACHED_BAD_KEY_PROVIDED");
+	mcd_client_destroy(c);
+}
+
+static void values_over_the_limit_are_refused_whole(void **state)
+{
+	struct mcd_client *c = client_for("u_", true);
+	char key[64], big[4097], *value;
+	size_t len;
+
+	unique_key(key, sizeof(key), "big");
+	memset(big, 'v', sizeof(big));
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, key, big, 4097, 0), MCD_VALUE_TOO_LONG);
+	assert_int_equal(mcd_get(c, key, &value, &len), MCD_NOTFOUND);
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, key, big, 4096, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_get(c, key, &value, &len), MCD_SUCCESS);
+	assert_int_equal(len, 4096);
+	mcd_value_free(value);
+	mcd_client_destroy(c);
+}
+
+static void counters_step_create_and_stop_at_zero(bool binary)
+{
+	struct mcd_client *c = client_for("u_", binary);
+	char key[64];
+	uint64_t v = 99;
+
+	unique_key(key, sizeof(key), "ctr");
+	assert_int_equal(mcd_counter_add(c, key, 0, 0, &v), MCD_NOTFOUND);
+	assert_int_equal(v, 0);
+	assert_int_equal(mcd_counter_add(c, key, 5, 0, &v), MCD_SUCCESS);
+	assert_int_equal(v, 5);
+	assert_int_equal(mcd_counter_add(c, key, -2, 0, &v), MCD_SUCCESS);
+	assert_int_equal(v, 3);
+	assert_int_equal(mcd_counter_add(c, key, -10, 0, &v), MCD_SUCCESS);
+	assert_int_equal(v, 0);
+	assert_int_equal(mcd_counter_set(c, key, 1000, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_counter_add(c, key, 0, 0, &v), MCD_SUCCESS);
+	assert_int_equal(v, 1000);
+	assert_int_equal(mcd_counter_add(c, key, 4294967296LL, 0, &v), MCD_BAD_INCREMENT);
+	assert_int_equal(mcd_counter_add(c, key, INT64_MIN, 0, &v), MCD_BAD_INCREMENT);
+	assert_int_equal(mcd_counter_add(c, key, 0, 0, &v), MCD_SUCCESS);
+	assert_int_equal(v, 1000);
+	mcd_client_destroy(c);
+}
+
+static void counters_binary(void **state)
+{
+	counters_step_create_and_stop_at_zero(true);
+}
+
+static void counters_text(void **state)
+{
+	counters_step_create_and_stop_at_zero(false);
+}
+
+static void unresolvable_server_fails_at_creation(void **state)
+{
+	struct mcd_settings s;
+
+	mcd_settings_defaults(&s);
+	mcd_settings_apply(&s, "server", "no-such-host.invalid", err, sizeof(err));
+	mcd_settings_finish(&s, err, sizeof(err));
+	assert_null(mcd_client_create(&s, err, sizeof(err)));
+	assert_non_null(strstr(err, "cannot resolve server 'no-such-host.invalid'"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(parse_long_accepts_only_whole_numbers_in_range),
+		cmocka_unit_test(parse_int64_refuses_overflow),
+		cmocka_unit_test(parse_uint64_refuses_signs),
+		cmocka_unit_test(key_bytes_refuse_space_control_and_del),
+		cmocka_unit_test(defaults_are_the_documented_ones),
+		cmocka_unit_test(servers_parse_in_every_form),
+		cmocka_unit_test(every_option_is_applied),
+		cmocka_unit_test(keyprefix_is_an_alias_and_names_ignore_case),
+		cmocka_unit_test(bad_values_are_refused_with_a_reason),
+		cmocka_unit_test(a_refused_password_is_never_echoed),
+		cmocka_unit_test(too_many_servers_are_refused),
+		cmocka_unit_test(credentials_go_together_and_need_binary),
+		cmocka_unit_test(result_names_are_libmemcached_names_or_our_own),
+		cmocka_unit_test(expiry_over_30_days_becomes_a_date),
+		cmocka_unit_test(store_modes_binary),
+		cmocka_unit_test(store_modes_text),
+		cmocka_unit_test(keys_are_checked_before_anything_is_sent),
+		cmocka_unit_test(values_over_the_limit_are_refused_whole),
+		cmocka_unit_test(counters_binary),
+		cmocka_unit_test(counters_text),
+		cmocka_unit_test(unresolvable_server_fails_at_creation),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
