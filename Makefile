@@ -1,0 +1,83 @@
+# res_memcached: build, install, test, demo.
+#
+# Where Asterisk and its headers are installed (a real PBX, or the sandbox):
+#   make && make install      build res_memcached.so and install it, its docs and a sample config
+#   make check                unit tests + tests in a private Asterisk (needs memcached, python3)
+#   make run-demo             run the demo dialplan in a private Asterisk
+# On a plain Debian machine, everything runs inside the Debian sid sandbox:
+#   make demo                 build the sandbox once, then build, install and run the demo in it
+#   make test                 build the sandbox once, then build, install and run every test in it
+
+ASTERISK_INCLUDE_DIR ?= /usr/include
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+MODULES_DIR ?= $(firstword $(wildcard /usr/lib/$(MULTIARCH)/asterisk/modules) /usr/lib/asterisk/modules)
+ASTERISK_ETC_DIR ?= /etc/asterisk
+# Debian keeps Asterisk's data in /usr/share/asterisk; a source install in /var/lib/asterisk.
+ASTERISK_DATA_DIR ?= $(if $(wildcard /usr/share/asterisk/documentation),/usr/share/asterisk,/var/lib/asterisk)
+DOC_DIR ?= $(ASTERISK_DATA_DIR)/documentation/thirdparty
+DESTDIR ?=
+
+CC ?= cc
+WARNINGS := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+MEMCACHED_CFLAGS := $(shell pkg-config --cflags libmemcached 2>/dev/null)
+MEMCACHED_LIBS := $(shell pkg-config --libs libmemcached 2>/dev/null || echo -lmemcached -lmemcachedutil)
+MODULE_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached\" \
+	-DAST_MODULE_SELF_SYM=__internal_res_memcached_self -I$(ASTERISK_INCLUDE_DIR)
+
+CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
+CORE_HEADERS := $(wildcard src/*.h)
+
+.PHONY: all install uninstall clean check unit-tests asterisk-tests run-demo demo test sandbox
+
+all: res_memcached.so
+
+res_memcached.so: src/res_memcached.c $(CORE_SOURCES) $(CORE_HEADERS)
+	@pkg-config --atleast-version=1.1.4 libmemcached || { \
+		echo "libmemcached 1.1.4 or newer is needed (older ones can mix up values under load)"; exit 1; }
+	@test -f $(ASTERISK_INCLUDE_DIR)/asterisk.h || { \
+		echo "Asterisk headers not found in $(ASTERISK_INCLUDE_DIR): install asterisk-dev or set ASTERISK_INCLUDE_DIR"; exit 1; }
+	$(CC) $(CFLAGS) $(WARNINGS) $(MODULE_CFLAGS) $(MEMCACHED_CFLAGS) -shared -o $@ \
+		src/res_memcached.c $(CORE_SOURCES) $(MEMCACHED_LIBS) $(LDFLAGS)
+
+install: res_memcached.so
+	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(DOC_DIR) $(DESTDIR)$(ASTERISK_ETC_DIR)
+	install -m 0644 res_memcached.so $(DESTDIR)$(MODULES_DIR)/res_memcached.so
+	install -m 0644 doc/res_memcached-en_US.xml $(DESTDIR)$(DOC_DIR)/res_memcached-en_US.xml
+	@# Never overwrite an administrator's configuration.
+	test -e $(DESTDIR)$(ASTERISK_ETC_DIR)/memcached.conf || \
+		install -m 0640 memcached.conf.sample $(DESTDIR)$(ASTERISK_ETC_DIR)/memcached.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(MODULES_DIR)/res_memcached.so $(DESTDIR)$(DOC_DIR)/res_memcached-en_US.xml
+
+# --- tests, run where Asterisk, memcached and python3 are (the sandbox) ---
+
+tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(CORE_HEADERS)
+	$(CC) $(CFLAGS) $(WARNINGS) -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc \
+		$(MEMCACHED_CFLAGS) -o $@ tests/unit/test_mcd.c $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka
+
+unit-tests: tests/unit/run_unit
+	sandbox/with-memcached.sh tests/unit/run_unit
+
+asterisk-tests: install
+	python3 -m pytest -q -p no:cacheprovider tests/asterisk
+
+check: unit-tests asterisk-tests
+
+run-demo: install
+	python3 sandbox/demo.py
+
+# --- the same, from a plain Debian machine, inside the Debian sid sandbox ---
+
+sandbox:
+	sandbox/root.sh
+
+demo:
+	sandbox/run.sh run-demo
+
+test:
+	sandbox/run.sh check
+
+clean:
+	rm -f res_memcached.so tests/unit/run_unit

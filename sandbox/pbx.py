@@ -1,0 +1,166 @@
+"""Start and stop the real servers the demo and the tests use.
+
+Memcached: one memcached on a free 127.0.0.1 port.
+Asterisk: a private Asterisk (its own config, run, log and lib directories
+under one temporary folder, no network listeners) that loads res_memcached
+from Asterisk's module directory. Both are stopped by their own process ids.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from free_port import free_port, wait_listening  # noqa: E402
+
+MODULES = [
+    "pbx_config.so",      # extensions.conf
+    "func_global.so",     # GLOBAL(), to hand results back to the tests
+    "func_strings.so",    # LEN() and friends
+    "func_logic.so",      # IF()
+    "func_uri.so",        # URIDECODE(), to build keys with control characters
+    "res_clioriginate.so",  # channel originate
+    "app_verbose.so",     # Verbose(), Log()
+    "app_exec.so",        # Exec(), ExecIf()
+    "res_memcached.so",
+]
+
+
+def module_dir():
+    found = glob.glob("/usr/lib/*/asterisk/modules/pbx_config.so") + glob.glob(
+        "/usr/lib/asterisk/modules/pbx_config.so")
+    if not found:
+        raise RuntimeError("no Asterisk modules found: is asterisk installed?")
+    return os.path.dirname(found[0])
+
+
+class Memcached:
+    """A memcached listening on 127.0.0.1 at a free port."""
+
+    def __init__(self, extra_args=()):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
+             *extra_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_listening(self.port):
+            self.stop()
+            raise RuntimeError("memcached did not start on port %d" % self.port)
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Asterisk:
+    """A private Asterisk running the given extensions.conf and memcached.conf."""
+
+    def __init__(self, extensions, memcached_conf, modules=MODULES):
+        self.dir = tempfile.mkdtemp(prefix="ast-")
+        self.etc = os.path.join(self.dir, "etc")
+        for sub in ("etc", "run", "log", "lib", "spool"):
+            os.makedirs(os.path.join(self.dir, sub))
+        self.conf = os.path.join(self.etc, "asterisk.conf")
+        self._write("asterisk.conf", """[directories]
+astetcdir => {d}/etc
+astmoddir => {mods}
+astvarlibdir => {d}/lib
+astdbdir => {d}/lib
+astkeydir => {d}/lib
+astdatadir => /usr/share/asterisk
+astagidir => {d}/lib
+astspooldir => {d}/spool
+astrundir => {d}/run
+astlogdir => {d}/log
+astsbindir => /usr/sbin
+[options]
+documentation_language = en_US
+""".format(d=self.dir, mods=module_dir()))
+        self._write("modules.conf", "[modules]\nautoload=no\n"
+                    + "".join("load => %s\n" % m for m in modules))
+        self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error,verbose(3)\n")
+        self._write("extensions.conf", extensions)
+        self.write_memcached_conf(memcached_conf)
+        self.output = open(os.path.join(self.dir, "console.txt"), "w")
+        self.proc = subprocess.Popen(["asterisk", "-C", self.conf, "-f", "-n", "-q"],
+                                     stdout=self.output, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        self._wait_booted()
+
+    def _write(self, name, text):
+        with open(os.path.join(self.etc, name), "w") as f:
+            f.write(text)
+
+    def write_memcached_conf(self, text):
+        self._write("memcached.conf", text)
+
+    def _wait_booted(self, limit=60.0):
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("asterisk exited: see %s/console.txt" % self.dir)
+            res = subprocess.run(["asterisk", "-C", self.conf, "-rx", "core waitfullybooted"],
+                                 capture_output=True, text=True)
+            if res.returncode == 0 and "fully booted" in res.stdout:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("asterisk did not boot within %d s" % limit)
+
+    def cli(self, command):
+        """Run one CLI command and return what it printed."""
+        res = subprocess.run(["asterisk", "-C", self.conf, "-rx", command],
+                             capture_output=True, text=True, timeout=60)
+        return res.stdout
+
+    def eval(self, expression):
+        """The value of a dialplan function call, e.g. eval('MCD(key)'), with no channel."""
+        out = self.cli("dialplan eval function %s" % expression)
+        prefix = "Result: "
+        for line in out.splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        raise AssertionError("no value from %r: %r" % (expression, out))
+
+    def global_var(self, name):
+        return self.eval("GLOBAL(%s)" % name)
+
+    def run(self, exten, context="tests", limit=30.0):
+        """Run exten@context on a Local channel; it must set GLOBAL(DONE_<exten>)=1 last."""
+        marker = "DONE_" + exten
+        self.cli("dialplan set global %s 0" % marker)
+        self.cli("channel originate Local/%s@%s application Wait 0" % (exten, context))
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.global_var(marker) == "1":
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s@%s did not finish within %d s" % (exten, context, limit))
+
+    def log(self):
+        with open(os.path.join(self.dir, "log", "full"), errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""Fixtures: real memcached servers, a real Asterisk, an independent client."""
+
+import os
+import re
+import socket
+import sys
+import time
+import urllib.parse
+
+import pytest
+from pymemcache.client.base import Client
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "sandbox"))
+from pbx import Asterisk, Memcached  # noqa: E402
+
+PREFIX = "t_"
+
+
+def read_file(name):
+    with open(os.path.join(HERE, name)) as f:
+        return f.read()
+
+
+def general(*lines):
+    return "[general]\n" + "".join(line + "\n" for line in lines)
+
+
+class Pbx:
+    """A running Asterisk plus the helpers the tests call it through."""
+
+    def __init__(self, asterisk):
+        self.ast = asterisk
+
+        self.dirty = False
+
+    def _set_global(self, name, value):
+        """URI-encoded, so that no space, quote or comma reaches the CLI parser; None is "-"."""
+        encoded = "-" if value is None else urllib.parse.quote(str(value), safe="")
+        self.ast.cli("dialplan set global %s %s" % (name, encoded))
+
+    def _probe(self, exten, code, ttl):
+        self._set_global("IN", code)
+        self._set_global("TTL", ttl)
+        self._set_global("OUT", None)
+        self._set_global("RESULT", None)
+        self.ast.run(exten)
+        return self.ast.global_var("OUT"), self.ast.global_var("RESULT")
+
+    def fn(self, expression, ttl=None):
+        """Evaluate a dialplan expression on a channel: (value, MCDRESULT)."""
+        return self._probe("fn", expression, ttl)
+
+    def app(self, call, ttl=None):
+        """Run an application call on a channel: (${GOT}, MCDRESULT)."""
+        return self._probe("app", call, ttl)
+
+    def length_of(self, key):
+        """LEN(${MCD(key)}) without EVAL, whose fixed buffer would cut values at 4 KiB."""
+        return self._probe("length", key, None)
+
+    def reload(self, memcached_conf):
+        self.dirty = True
+        self.ast.write_memcached_conf(memcached_conf)
+        return self.ast.cli("module reload res_memcached")
+
+    def log_mark(self):
+        return len(self.ast.log())
+
+    def log_since(self, mark):
+        return self.ast.log()[mark:]
+
+
+@pytest.fixture(scope="session")
+def memcached():
+    server = Memcached()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["binary", "text"])
+def protocol(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def pbx_by_protocol(memcached):
+    """One Asterisk per protocol, started on first use, stopped at the end."""
+    started = {}
+
+    def get(protocol):
+        if protocol not in started:
+            conf = general("server=" + memcached.address, "prefixkey=" + PREFIX,
+                           "binary_proto=" + ("yes" if protocol == "binary" else "no"))
+            started[protocol] = (Pbx(Asterisk(read_file("extensions.conf"), conf)), conf)
+        return started[protocol]
+
+    yield get
+    for pbx, _ in started.values():
+        pbx.ast.stop()
+
+
+@pytest.fixture
+def pbx(pbx_by_protocol, protocol):
+    """The Asterisk of the protocol under test, with its memcached.conf as it started."""
+    pbx, conf = pbx_by_protocol(protocol)
+    yield pbx
+    if pbx.dirty:
+        # A test that reloaded another configuration hands the next one the original.
+        pbx.reload(conf)
+        pbx.dirty = False
+
+
+@pytest.fixture
+def mc(memcached):
+    """An independent client on the same memcached: another application's view."""
+    client = Client(("127.0.0.1", memcached.port), connect_timeout=2, timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key(request):
+    """A key no other test uses."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:120]
+    return "%s_%d" % (name, time.monotonic_ns())
+
+
+def meta_ttl(port, full_key):
+    """The remaining ttl memcached reports for a key (-1: never expires), via meta get."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"mg " + full_key.encode() + b" t\r\n")
+        reply = s.recv(4096).decode()
+    # "HD t123" or "EN" for a miss
+    for token in reply.split()[1:]:
+        if token.startswith("t"):
+            return int(token[1:])
+    raise AssertionError("no ttl in %r" % reply)

@@ -1,0 +1,160 @@
+"""memcached.conf at load and reload, clusters, lazy connection, a dead server.
+These start Asterisk instances of their own."""
+
+import os
+import socket
+
+import pytest
+from pymemcache.client.base import Client
+
+from conftest import PREFIX, Pbx, general, read_file
+from pbx import Asterisk, Memcached
+from free_port import free_port
+
+
+@pytest.fixture
+def start_pbx():
+    started = []
+
+    def start(conf):
+        ast = Asterisk(read_file("extensions.conf"), conf)
+        started.append(ast)
+        return Pbx(ast)
+
+    yield start
+    for ast in started:
+        ast.stop()
+
+
+def module_running(pbx):
+    out = pbx.ast.cli("module show like res_memcached")
+    return "Running" in out and "Not Running" not in out
+
+
+def stats(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += s.recv(65536)
+    return {line.split()[1]: line.split()[2] for line in data.decode().splitlines()
+            if line.startswith("STAT ")}
+
+
+def test_unknown_option_is_logged_by_name_and_line_and_ignored(start_pbx, memcached, key):
+    pbx = start_pbx(general("server=" + memcached.address, "prefixkey=" + PREFIX,
+                            "no_such_option=1"))
+    assert module_running(pbx)
+    assert "memcached.conf line 4: unknown option 'no_such_option', ignored" in pbx.ast.log()
+    assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("ttl=abc", "line 3: ttl must be a whole number from 0 to 315360000, not 'abc'"),
+    ("binary_proto=maybe", "line 3: binary_proto must be yes or no, not 'maybe'"),
+    ("server=127.0.0.1:99999", "line 3: port in '127.0.0.1:99999' is not a number from 1 to 65535"),
+    ("hash=sha1", "line 3: hash 'sha1' is not one of"),
+    ("prefixkey=a b", "line 3: prefixkey may not contain spaces or control characters"),
+    ("server=no-such-host.invalid", "cannot resolve server 'no-such-host.invalid'"),
+])
+def test_bad_value_at_load_declines_with_one_clear_line(start_pbx, memcached, line, message):
+    pbx = start_pbx(general("server=" + memcached.address, line))
+    assert not module_running(pbx)
+    log = pbx.ast.log()
+    assert message in log
+    assert "res_memcached not loaded: fix memcached.conf and load it again" in log
+
+
+def test_no_config_file_loads_the_defaults(start_pbx):
+    pbx = start_pbx("")
+    os.remove(os.path.join(pbx.ast.etc, "memcached.conf"))
+    pbx.ast.cli("module unload res_memcached")
+    pbx.ast.cli("module load res_memcached")
+    assert module_running(pbx)
+    assert "memcached.conf not found: using the defaults (server localhost:11211)" in pbx.ast.log()
+
+
+def test_reload_swaps_in_a_new_configuration(pbx, mc, memcached, key):
+    out = pbx.reload(general("server=" + memcached.address, "keyprefix=other_"))
+    assert "Module 'res_memcached' reloaded successfully." in out
+    pbx.app("mcdset(%s,v)" % key)
+    assert mc.get("other_" + key) == b"v"
+    assert mc.get(PREFIX + key) is None
+
+
+def test_broken_reload_keeps_the_working_configuration(pbx, mc, memcached, key):
+    mark = pbx.log_mark()
+    pbx.reload(general("server=" + memcached.address, "prefixkey=other_", "timeout=soon"))
+    log = pbx.log_since(mark)
+    assert "memcached.conf line 4: timeout must be a whole number from 1 to 60000, not 'soon'" in log
+    assert "memcached.conf not reloaded: the previous configuration stays in use" in log
+    assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
+    assert mc.get(PREFIX + key) == b"v"
+
+
+@pytest.mark.parametrize("hash_name", ["default", "md5", "crc", "fnv1_64", "fnv1a_64",
+                                       "fnv1_32", "fnv1a_32", "murmur", "jenkins"])
+def test_every_hash_function_is_accepted(pbx, mc, memcached, key, hash_name):
+    out = pbx.reload(general("server=" + memcached.address, "prefixkey=" + PREFIX,
+                             "hash=" + hash_name))
+    assert "reloaded successfully" in out
+    assert pbx.app("mcdset(%s,%s)" % (key, hash_name))[1] == "MEMCACHED_SUCCESS"
+    assert mc.get(PREFIX + key) == hash_name.encode()
+
+
+def test_hash_missing_from_the_library_is_refused_clearly(pbx, mc, memcached, key):
+    # Debian builds libmemcached without hsieh: the reload must say so and change nothing.
+    mark = pbx.log_mark()
+    out = pbx.reload(general("server=" + memcached.address, "prefixkey=other_", "hash=hsieh"))
+    assert "reload failure" in out
+    assert "hash hsieh is not built into this libmemcached" in pbx.log_since(mark)
+    assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
+    assert mc.get(PREFIX + key) == b"v"
+
+
+@pytest.mark.parametrize("distribution", ["modula", "consistent"])
+def test_cluster_spreads_keys_over_every_server(start_pbx, distribution):
+    servers = [Memcached() for _ in range(3)]
+    try:
+        pbx = start_pbx(general(*["server=" + s.address for s in servers],
+                                "distribution=" + distribution, "prefixkey=" + PREFIX))
+        for i in range(30):
+            assert pbx.app("mcdset(spread%d,%d)" % (i, i))[1] == "MEMCACHED_SUCCESS"
+        held = [int(stats(s.port)["curr_items"]) for s in servers]
+        assert sum(held) == 30
+        assert all(n > 0 for n in held), held
+        for i in range(30):
+            assert pbx.fn("${MCD(spread%d)}" % i) == (str(i), "MEMCACHED_SUCCESS")
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_connection_is_opened_on_first_use_only(start_pbx):
+    server = Memcached()
+    try:
+        alone = int(stats(server.port)["curr_connections"])
+        pbx = start_pbx(general("server=" + server.address))
+        assert int(stats(server.port)["curr_connections"]) == alone
+        assert pbx.app("mcdset(lazy,v)")[1] == "MEMCACHED_SUCCESS"
+        # The pool keeps the connection the first call opened.
+        assert int(stats(server.port)["curr_connections"]) == alone + 1
+    finally:
+        server.stop()
+
+
+def test_dead_server_gives_a_result_and_the_call_goes_on(start_pbx):
+    pbx = start_pbx(general("server=127.0.0.1:%d" % free_port(), "retry_timeout=60"))
+    assert module_running(pbx)
+    # run() returning at all means the dialplan reached its last line.
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_CONNECTION_FAILURE"
+    # Then the server is left alone for retry_timeout: calls fail at once, with no wait.
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+
+
+def test_server_given_by_host_name_is_resolved(start_pbx, memcached):
+    pbx = start_pbx(general("server=localhost:%d" % memcached.port, "prefixkey=" + PREFIX))
+    # Resolved once at load, IPv4 first, and logged as the address in use.
+    assert "res_memcached: servers 127.0.0.1:%d;" % memcached.port in pbx.ast.log()
+    assert pbx.app("mcdset(byname,v)")[1] == "MEMCACHED_SUCCESS"
+    assert Client(("127.0.0.1", memcached.port)).get(PREFIX + "byname") == b"v"
