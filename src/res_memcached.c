@@ -207,7 +207,7 @@ static int mcd_read(struct ast_channel *chan, const char *cmd, char *data, struc
 
 	ast_str_reset(*buf);
 	if (ast_strlen_zero(data)) {
-		ast_log(LOG_WARNING, "Syntax: MCD(key)\n");
+		ast_log(LOG_WARNING, "Syntax: %s(key)\n", cmd);
 		set_result(chan, MCD_ARGUMENT_NEEDED);
 		return 0;
 	}
@@ -248,7 +248,7 @@ static void store(struct ast_channel *chan, enum mcd_store_mode mode, const char
 static int mcd_write(struct ast_channel *chan, const char *cmd, char *data, const char *value)
 {
 	if (ast_strlen_zero(data) || !value) {
-		ast_log(LOG_WARNING, "Syntax: Set(MCD(key)=value)\n");
+		ast_log(LOG_WARNING, "Syntax: Set(%s(key)=value)\n", cmd);
 		set_result(chan, MCD_ARGUMENT_NEEDED);
 		return 0;
 	}
@@ -277,14 +277,14 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 	ast_str_reset(*buf);
 	AST_STANDARD_APP_ARGS(args, data);
 	if (ast_strlen_zero(args.key)) {
-		ast_log(LOG_WARNING, "Syntax: MCDCOUNTER(key[,increment])\n");
+		ast_log(LOG_WARNING, "Syntax: %s(key[,increment])\n", cmd);
 		set_result(chan, MCD_ARGUMENT_NEEDED);
 		return 0;
 	}
 	if (!ast_strlen_zero(args.increment) && (mcd_parse_int64(args.increment, &delta)
 		|| delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX)) {
-		ast_log(LOG_WARNING, "MCDCOUNTER(%s): increment '%s' is not a whole number from -%lld to %lld\n",
-			args.key, args.increment, MCD_INCREMENT_MAX, MCD_INCREMENT_MAX);
+		ast_log(LOG_WARNING, "%s(%s): increment '%s' is not a whole number from -%lld to %lld\n",
+			cmd, args.key, args.increment, MCD_INCREMENT_MAX, MCD_INCREMENT_MAX);
 		set_result(chan, MCD_BAD_INCREMENT);
 		return 0;
 	}
@@ -308,8 +308,8 @@ static int counter_write(struct ast_channel *chan, const char *cmd, char *data, 
 	mcd_rc rc;
 
 	if (ast_strlen_zero(data) || ast_strlen_zero(value) || mcd_parse_uint64(value, &number)) {
-		ast_log(LOG_WARNING, "Syntax: Set(MCDCOUNTER(key)=number), number a whole number from 0; got '%s'\n",
-			S_OR(value, ""));
+		ast_log(LOG_WARNING, "Syntax: Set(%s(key)=number), number a whole number from 0; got '%s'\n",
+			cmd, S_OR(value, ""));
 		set_result(chan, MCD_ARGUMENT_NEEDED);
 		return 0;
 	}

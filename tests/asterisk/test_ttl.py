@@ -56,8 +56,10 @@ def test_bad_mcdttl_is_logged_and_the_configured_ttl_used(pbx, memcached, key):
 
 
 def test_value_is_gone_after_its_ttl(pbx, mc, key):
-    pbx.app("mcdset(%s,short-lived)" % key, ttl=1)
+    # memcached's clock ticks in whole seconds: a ttl of 2 keeps the value for at
+    # least one full second, enough to see it, and it is surely gone 3.2 s later.
+    pbx.app("mcdset(%s,short-lived)" % key, ttl=2)
     assert mc.get(PREFIX + key) == b"short-lived"
-    time.sleep(2.2)
+    time.sleep(3.2)
     assert mc.get(PREFIX + key) is None
     assert pbx.fn("${MCD(%s)}" % key) == ("", "MEMCACHED_NOTFOUND")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run the unit tests and the Asterisk tests, then print one closing line,
+# "tests: N passed, N failed", summing both. Exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+sandbox/with-memcached.sh tests/unit/run_unit 2>&1 | tee "$results/unit.txt"
+unit_status=${PIPESTATUS[0]}
+python3 -m pytest -q -p no:cacheprovider --junitxml="$results/asterisk.xml" tests/asterisk
+asterisk_status=$?
+
+python3 - "$results" "$unit_status" "$asterisk_status" <<'PY'
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+results, unit_status, asterisk_status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+text = open(results + "/unit.txt", errors="replace").read()
+# cmocka closes with "[==========] tests: N test(s) run." and "[  PASSED  ] N test(s)."
+run = re.search(r"\] tests: (\d+) test\(s\) run", text)
+ok = re.search(r"\[  PASSED  \] (\d+) test", text)
+unit_passed = int(ok.group(1)) if ok else 0
+unit_failed = (int(run.group(1)) - unit_passed) if run else 0
+# A crash (a sanitizer report, say) ends the run before its summary.
+unit_failed = max(unit_failed, 1 if unit_status else 0)
+try:
+    suite = ET.parse(results + "/asterisk.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    total, failed = int(suite.get("tests")), int(suite.get("failures")) + int(suite.get("errors"))
+    skipped = int(suite.get("skipped"))
+except (OSError, ET.ParseError):
+    total, failed, skipped = 0, 1, 0
+failed = max(failed, 1 if asterisk_status else 0)
+passed = total - failed - skipped
+print("unit: %d passed, %d failed" % (unit_passed, unit_failed))
+print("asterisk: %d passed, %d failed" % (passed, failed))
+print("tests: %d passed, %d failed" % (unit_passed + passed, unit_failed + failed))
+PY
+[ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ]
