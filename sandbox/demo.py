@@ -28,7 +28,7 @@ def main():
             executed = re.search(r"Executing \[(s@demo:\d+)\] (\w+\(.*\)) in new stack", line)
             if executed and not executed.group(2).startswith("Verbose("):
                 print("  %-10s %s" % (executed.group(1), re.sub(r'"Local/[^"]*", ', "", executed.group(2))))
-            elif "DEMO: " in line:
+            elif "DEMO: " in line and "Executing [" not in line:
                 print("      -> " + line.split("DEMO: ", 1)[1])
         client = Client(("127.0.0.1", server.port))
         print("\nAn independent client (pymemcache) reads the same memcached:")
