@@ -10,6 +10,7 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,8 +43,8 @@ def module_dir():
 class Memcached:
     """A memcached listening on 127.0.0.1 at a free port."""
 
-    def __init__(self, extra_args=()):
-        self.port = free_port()
+    def __init__(self, extra_args=(), port=None):
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
              *extra_args],
@@ -64,6 +65,24 @@ class Memcached:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class HungServer:
+    """A hung memcached: the kernel completes TCP connections to it, but nothing
+    ever reads a request or sends a reply."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.sock.close()
 
 
 class Asterisk:

@@ -8,6 +8,7 @@
  */
 
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,15 @@ _Static_assert((int) MCD_SUCCESS == (int) MEMCACHED_SUCCESS && (int) MCD_NOTFOUN
 /* memcached takes an expiry above 30 days as an absolute Unix time. */
 #define RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
 
+/* Shared by every pooled handle: libmemcached keeps its failure counts per handle. */
+struct server_health {
+	atomic_uint faults;          /* faults in a row, from any call */
+	atomic_long resting_until;   /* monotonic second before which calls skip the server */
+};
+
 struct mcd_client {
 	struct mcd_settings settings;
+	struct server_health health[MCD_MAX_SERVERS];
 	memcached_st *master;        /* template the pool clones; never used for I/O itself */
 	memcached_pool_st *pool;
 	size_t prefix_len;
@@ -98,6 +106,7 @@ const char *mcd_rc_name(mcd_rc rc)
 	case MCD_VALUE_TOO_LONG: return "MEMCACHED_VALUE_TOO_LONG";
 	case MCD_BAD_INCREMENT: return "MEMCACHED_BAD_INCREMENT";
 	case MCD_BINARY_PROTO_NEEDED: return "MEMCACHED_BINARY_PROTO_NEEDED";
+	case MCD_POOL_EXHAUSTED: return "MEMCACHED_POOL_EXHAUSTED";
 	}
 	return "MEMCACHED_UNKNOWN_RESULT";
 }
@@ -162,7 +171,11 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		{ MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, (uint64_t) s->retry_timeout_s, "retry_timeout" },
 		{ MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, (uint64_t) s->server_failure_limit,
 			"server_failure_limit" },
+		/* Timeouts count as failures too: a hung server is as bad as a dead one. */
+		{ MEMCACHED_BEHAVIOR_SERVER_TIMEOUT_LIMIT, (uint64_t) s->server_failure_limit,
+			"server_failure_limit" },
 		{ MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, s->remove_failed_servers, "remove_failed_servers" },
+		{ MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, (uint64_t) s->replicas, "replicas" },
 		{ MEMCACHED_BEHAVIOR_TCP_NODELAY, 1, "tcp_nodelay" },
 	};
 
@@ -281,6 +294,32 @@ static mcd_rc build_key(const struct mcd_client *client, const char *key, char *
 	return MEMCACHED_SUCCESS;
 }
 
+/* One operation's connection, key and server, from call_begin to call_end. */
+struct call {
+	memcached_st *memc;
+	char key[MCD_KEY_MAX + 1];
+	size_t key_len;
+	uint32_t server;             /* index of the key's server, or NO_SERVER */
+};
+
+#define NO_SERVER UINT32_MAX
+
+static long now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long) ts.tv_sec;
+}
+
+/* Results that say the server itself is unwell, as opposed to an answer it gave. */
+static bool is_server_fault(mcd_rc rc)
+{
+	return rc == MEMCACHED_TIMEOUT || rc == MEMCACHED_CONNECTION_FAILURE
+		|| rc == MEMCACHED_WRITE_FAILURE || rc == MEMCACHED_READ_FAILURE || rc == MEMCACHED_ERRNO
+		|| rc == MEMCACHED_SERVER_MARKED_DEAD || rc == MEMCACHED_HOST_LOOKUP_FAILURE;
+}
+
 static memcached_st *take_connection(struct mcd_client *client, mcd_rc *rc)
 {
 	struct timespec wait = { .tv_sec = client->settings.pool_wait_s };
@@ -288,35 +327,69 @@ static memcached_st *take_connection(struct mcd_client *client, mcd_rc *rc)
 	memcached_st *memc = memcached_pool_fetch(client->pool, &wait, &fetch_rc);
 
 	if (!memc) {
-		/* Every connection is busy: a wait that ran out reads as a timeout. With no
-		 * wait the pool says NOTFOUND, which would look like a missing key. */
-		*rc = (fetch_rc == MEMCACHED_SUCCESS) ? MEMCACHED_MEMORY_ALLOCATION_FAILURE
-			: (fetch_rc == MEMCACHED_NOTFOUND ? MEMCACHED_TIMEOUT : (mcd_rc) fetch_rc);
+		/* The pool answers TIMEOUT after a wait and NOTFOUND without one: both mean every
+		 * connection is busy, which must not read as a slow server or a missing key. */
+		*rc = (fetch_rc == MEMCACHED_TIMEOUT || fetch_rc == MEMCACHED_NOTFOUND) ? MCD_POOL_EXHAUSTED
+			: (fetch_rc == MEMCACHED_SUCCESS ? MEMCACHED_MEMORY_ALLOCATION_FAILURE : (mcd_rc) fetch_rc);
 	}
 	return memc;
 }
 
-static void give_back(struct mcd_client *client, memcached_st *memc)
+/* For call->key: take a pooled connection, and refuse at once when the key's server is
+ * resting after repeated faults. On anything but success there is nothing to end. */
+static mcd_rc call_begin(struct mcd_client *client, struct call *call)
 {
-	memcached_pool_release(client->pool, memc);
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	if (!(call->memc = take_connection(client, &rc))) {
+		return rc;
+	}
+	call->server = NO_SERVER;
+	/* With remove_failed_servers libmemcached moves the keys itself; the rest-period here
+	 * is for the other case, and it is shared by every pooled handle. */
+	if (!client->settings.remove_failed_servers) {
+		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
+		if (call->server < MCD_MAX_SERVERS
+			&& atomic_load(&client->health[call->server].resting_until) > now_monotonic()) {
+			memcached_pool_release(client->pool, call->memc);
+			return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+/* Give the connection back and note whether the server answered. Returns rc. */
+static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
+{
+	memcached_pool_release(client->pool, call->memc);
+	if (call->server >= MCD_MAX_SERVERS) {
+		return rc;
+	}
+	struct server_health *health = &client->health[call->server];
+	if (!is_server_fault(rc)) {
+		atomic_store(&health->faults, 0);
+	} else if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
+		/* libmemcached rests a server only after connect failures, and only in the
+		 * one handle that saw them: a hung server would cost every call a timeout. */
+		atomic_store(&health->resting_until, now_monotonic() + client->settings.retry_timeout_s);
+	}
+	return rc;
 }
 
 mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
 {
-	char full_key[MCD_KEY_MAX + 1];
-	size_t key_len;
+	struct call call;
 	uint32_t flags;
 	memcached_return_t mrc;
-	memcached_st *memc;
-	mcd_rc rc = build_key(client, key, full_key, &key_len);
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
 	*value = NULL;
 	*value_len = 0;
-	if (rc != MEMCACHED_SUCCESS || !(memc = take_connection(client, &rc))) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	*value = memcached_get(memc, full_key, key_len, value_len, &flags, &mrc);
-	give_back(client, memc);
+	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
+	call_end(client, &call, mrc);
 	if (mrc != MEMCACHED_SUCCESS) {
 		free(*value);
 		*value = NULL;
@@ -341,11 +414,9 @@ void mcd_value_free(char *value)
 mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
 {
-	char full_key[MCD_KEY_MAX + 1];
-	size_t key_len;
-	memcached_st *memc;
+	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
-	mcd_rc rc = build_key(client, key, full_key, &key_len);
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
@@ -356,43 +427,38 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 	if (value_len > (size_t) client->settings.max_value_length) {
 		return MCD_VALUE_TOO_LONG;
 	}
-	if (!(memc = take_connection(client, &rc))) {
+	if ((rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	switch (mode) {
 	case MCD_STORE_SET:
-		rc = memcached_set(memc, full_key, key_len, value, value_len, expiry, 0);
+		rc = memcached_set(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	case MCD_STORE_ADD:
-		rc = memcached_add(memc, full_key, key_len, value, value_len, expiry, 0);
+		rc = memcached_add(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	case MCD_STORE_REPLACE:
-		rc = memcached_replace(memc, full_key, key_len, value, value_len, expiry, 0);
+		rc = memcached_replace(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	case MCD_STORE_APPEND:
-		rc = memcached_append(memc, full_key, key_len, value, value_len, expiry, 0);
+		rc = memcached_append(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	case MCD_STORE_PREPEND:
-		rc = memcached_prepend(memc, full_key, key_len, value, value_len, expiry, 0);
+		rc = memcached_prepend(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	}
-	give_back(client, memc);
-	return rc;
+	return call_end(client, &call, rc);
 }
 
 mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 {
-	char full_key[MCD_KEY_MAX + 1];
-	size_t key_len;
-	memcached_st *memc;
-	mcd_rc rc = build_key(client, key, full_key, &key_len);
+	struct call call;
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || !(memc = take_connection(client, &rc))) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	rc = memcached_delete(memc, full_key, key_len, 0);
-	give_back(client, memc);
-	return rc;
+	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
 }
 
 mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
@@ -406,12 +472,10 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
 	uint64_t *result)
 {
-	char full_key[MCD_KEY_MAX + 1];
-	size_t key_len;
-	memcached_st *memc;
+	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	uint32_t step;
-	mcd_rc rc = build_key(client, key, full_key, &key_len);
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
 	*result = 0;
 	if (rc != MEMCACHED_SUCCESS) {
@@ -421,7 +485,7 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 		return MCD_BAD_INCREMENT;
 	}
 	step = (uint32_t) (delta < 0 ? -delta : delta);
-	if (!(memc = take_connection(client, &rc))) {
+	if ((rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	/* incr/decr are atomic on the server but cannot create a counter (not in the text
@@ -431,21 +495,20 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 		char initial[24];
 		int initial_len;
 
-		rc = delta < 0 ? memcached_decrement(memc, full_key, key_len, step, result)
-			: memcached_increment(memc, full_key, key_len, step, result);
+		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, result)
+			: memcached_increment(call.memc, call.key, call.key_len, step, result);
 		if (rc != MEMCACHED_NOTFOUND || delta == 0) {
 			break;
 		}
 		*result = delta > 0 ? (uint64_t) delta : 0;
 		initial_len = snprintf(initial, sizeof(initial), "%llu", (unsigned long long) *result);
-		rc = memcached_add(memc, full_key, key_len, initial, (size_t) initial_len, expiry, 0);
+		rc = memcached_add(call.memc, call.key, call.key_len, initial, (size_t) initial_len, expiry, 0);
 		if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
 			break;
 		}
 	}
-	give_back(client, memc);
 	if (rc != MEMCACHED_SUCCESS) {
 		*result = 0;
 	}
-	return rc;
+	return call_end(client, &call, rc);
 }

@@ -38,6 +38,7 @@ enum {
 	MCD_VALUE_TOO_LONG,          /* value longer than max_value_length */
 	MCD_BAD_INCREMENT,           /* counter increment not a whole number in range */
 	MCD_BINARY_PROTO_NEEDED,     /* kept from the original module; see README */
+	MCD_POOL_EXHAUSTED,          /* every pooled connection stayed busy for pool_wait */
 };
 
 /* The largest increment memcached's incr/decr take in one step. */

@@ -166,6 +166,7 @@ static const struct number_option number_options[] = {
 	NUMBER_OPTION("server_failure_limit", server_failure_limit, 1, 1000),
 	NUMBER_OPTION("pool_size", pool_size, 1, 4096),
 	NUMBER_OPTION("pool_wait", pool_wait_s, 0, 10),
+	NUMBER_OPTION("replicas", replicas, 0, MCD_MAX_SERVERS - 1),
 };
 
 enum mcd_config_status mcd_settings_apply(struct mcd_settings *settings, const char *name,
@@ -259,6 +260,15 @@ int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen)
 	}
 	if (!settings->username[0] != !settings->password[0]) {
 		snprintf(err, errlen, "username and password go together: set both or neither");
+		return -1;
+	}
+	if (settings->replicas >= (long) settings->server_count) {
+		snprintf(err, errlen, "replicas=%ld needs at least %ld servers", settings->replicas,
+			settings->replicas + 1);
+		return -1;
+	}
+	if (settings->replicas && !settings->binary_protocol) {
+		snprintf(err, errlen, "replicas need binary_proto=yes");
 		return -1;
 	}
 	if (settings->username[0] && !settings->binary_protocol) {

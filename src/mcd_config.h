@@ -49,6 +49,7 @@ struct mcd_settings {
 	long retry_timeout_s;        /* how long a failed server is left alone */
 	long server_failure_limit;   /* failures before a server is marked failed */
 	bool remove_failed_servers;  /* re-hash keys of a failed server onto the others */
+	long replicas;               /* extra copies of each value on the next servers */
 	long pool_size;              /* connections at most, one per concurrent call */
 	long pool_wait_s;            /* wait for a free connection; 0 = none */
 	char username[MCD_CREDENTIAL_MAX + 1];

@@ -9,8 +9,13 @@ trap 'rm -rf "$results"' EXIT
 
 sandbox/with-memcached.sh tests/unit/run_unit 2>&1 | tee "$results/unit.txt"
 unit_status=${PIPESTATUS[0]}
-python3 -m pytest -q -p no:cacheprovider --junitxml="$results/asterisk.xml" tests/asterisk
+MCD_FIGURES="$results/figures.txt" python3 -m pytest -q -p no:cacheprovider \
+	--junitxml="$results/asterisk.xml" tests/asterisk
 asterisk_status=$?
+if [ -s "$results/figures.txt" ]; then
+	echo "Figures measured in this run:"
+	sed 's/^/  /' "$results/figures.txt"
+fi
 
 python3 - "$results" "$unit_status" "$asterisk_status" <<'PY'
 import re

@@ -45,6 +45,8 @@ class Pbx:
         self._set_global("OUT", None)
         self._set_global("RESULT", None)
         self.ast.run(exten)
+        # Seconds the call spent in the memcached step, as the channel measured it.
+        self.elapsed = float(self.ast.global_var("ELAPSED"))
         return self.ast.global_var("OUT"), self.ast.global_var("RESULT")
 
     def fn(self, expression, ttl=None):
@@ -69,6 +71,21 @@ class Pbx:
 
     def log_since(self, mark):
         return self.ast.log()[mark:]
+
+
+@pytest.fixture(scope="session")
+def figures():
+    """Record a measured figure: printed at the end of the run, never asserted on."""
+    path = os.environ.get("MCD_FIGURES")
+
+    def record(text):
+        if path:
+            with open(path, "a") as f:
+                f.write(text + "\n")
+        else:
+            print("FIGURE: " + text)
+
+    return record
 
 
 @pytest.fixture(scope="session")

@@ -163,11 +163,13 @@ def test_connection_is_opened_on_first_use_only(start_pbx):
 
 
 def test_dead_server_gives_a_result_and_the_call_goes_on(start_pbx):
-    pbx = start_pbx(general("server=127.0.0.1:%d" % free_port(), "retry_timeout=60"))
+    pbx = start_pbx(general("server=127.0.0.1:%d" % free_port(), "retry_timeout=60",
+                            "server_failure_limit=2"))
     assert module_running(pbx)
     # run() returning at all means the dialplan reached its last line.
     assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_CONNECTION_FAILURE"
-    # Then the server is left alone for retry_timeout: calls fail at once, with no wait.
+    assert pbx.app("mcddelete(k)")[1] == "MEMCACHED_CONNECTION_FAILURE"
+    # After two failures the server is left alone for retry_timeout: calls fail at once.
     assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
 
 

@@ -1,0 +1,104 @@
+"""Never the reason a call fails: hung and dead servers, restarts, a full pool.
+Each test checks the result names and that the call went on; the waits the
+channels saw are recorded as figures, never asserted on."""
+
+import time
+
+import pytest
+
+from conftest import Pbx, general, read_file
+from pbx import Asterisk, HungServer, Memcached
+
+
+@pytest.fixture
+def start_pbx():
+    started = []
+
+    def start(conf):
+        ast = Asterisk(read_file("extensions.conf"), conf)
+        started.append(ast)
+        return Pbx(ast)
+
+    yield start
+    for ast in started:
+        ast.stop()
+
+
+@pytest.fixture
+def hung():
+    server = HungServer()
+    yield server
+    server.stop()
+
+
+def test_hung_server_times_out_then_fails_fast(start_pbx, hung, figures):
+    pbx = start_pbx(general("server=" + hung.address, "timeout=200", "connect_timeout=200",
+                            "server_failure_limit=1", "retry_timeout=60"))
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_TIMEOUT"
+    first = pbx.elapsed
+    # Marked failed: no network wait at all until retry_timeout has passed.
+    results, waits = [], []
+    for call in ("mcdset(k,v)", "mcddelete(k)", "mcdget(GOT,k)"):
+        results.append(pbx.app(call)[1])
+        waits.append(pbx.elapsed)
+    assert results == ["MEMCACHED_SERVER_TEMPORARILY_DISABLED"] * 3
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    assert pbx.fn("${MCDCOUNTER(k,1)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    figures("hung server, timeout=200 ms: first call waited %.3f s; once marked failed, "
+            "calls waited at most %.3f s" % (first, max(waits)))
+
+
+def test_hung_server_text_protocol_times_out_too(start_pbx, hung, figures):
+    pbx = start_pbx(general("server=" + hung.address, "binary_proto=no", "timeout=200",
+                            "connect_timeout=200", "server_failure_limit=1", "retry_timeout=60"))
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_TIMEOUT")
+    figures("hung server, text protocol, timeout=200 ms: read waited %.3f s" % pbx.elapsed)
+
+
+def test_restarted_server_is_used_again_without_reload(start_pbx, figures):
+    server = Memcached()
+    port = server.port
+    try:
+        pbx = start_pbx(general("server=" + server.address, "retry_timeout=1"))
+        assert pbx.app("mcdset(k,before)")[1] == "MEMCACHED_SUCCESS"
+        server.stop()
+        down = pbx.app("mcdset(k,while-down)")[1]
+        assert down in ("MEMCACHED_CONNECTION_FAILURE", "MEMCACHED_WRITE_FAILURE",
+                        "MEMCACHED_READ_FAILURE", "MEMCACHED_UNKNOWN_READ_FAILURE",
+                        "MEMCACHED_SERVER_TEMPORARILY_DISABLED"), down
+        server = Memcached(port=port)
+        started = time.monotonic()
+        deadline = started + 15
+        result = None
+        while time.monotonic() < deadline:
+            result = pbx.app("mcdset(k,after)")[1]
+            if result == "MEMCACHED_SUCCESS":
+                break
+            time.sleep(0.2)
+        assert result == "MEMCACHED_SUCCESS"
+        assert pbx.fn("${MCD(k)}") == ("after", "MEMCACHED_SUCCESS")
+        figures("memcached restarted on its port (retry_timeout=1): writes succeeded again "
+                "%.1f s later, with no reload; while down: %s" % (time.monotonic() - started, down))
+    finally:
+        server.stop()
+
+
+def test_full_pool_gives_pool_exhausted(start_pbx, hung, figures):
+    # One connection, held for 3 s by a call waiting on a hung server.
+    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=0",
+                            "timeout=3000", "connect_timeout=3000"))
+    pbx.ast.cli("channel originate Local/hold@tests application Wait 0")
+    time.sleep(1.0)
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_POOL_EXHAUSTED")
+    figures("pool_size=1 busy, pool_wait=0: the next call waited %.3f s for "
+            "MEMCACHED_POOL_EXHAUSTED" % pbx.elapsed)
+
+
+def test_pool_wait_bounds_the_wait_for_a_connection(start_pbx, hung, figures):
+    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=1",
+                            "timeout=5000", "connect_timeout=5000"))
+    pbx.ast.cli("channel originate Local/hold@tests application Wait 0")
+    time.sleep(1.0)
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_POOL_EXHAUSTED")
+    figures("pool_size=1 busy, pool_wait=1: the next call waited %.3f s for "
+            "MEMCACHED_POOL_EXHAUSTED" % pbx.elapsed)
