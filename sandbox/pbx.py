@@ -157,6 +157,15 @@ documentation_language = en_US
     def global_var(self, name):
         return self.eval("GLOBAL(%s)" % name)
 
+    def globals(self):
+        """Every global variable, whole (eval cuts values at about 1 KiB)."""
+        found = {}
+        for line in self.cli("dialplan show globals").splitlines():
+            if line.startswith("   ") and "=" in line:
+                name, value = line.strip().split("=", 1)
+                found[name] = value
+        return found
+
     def run(self, exten, context="tests", limit=30.0):
         """Run exten@context on a Local channel; it must set GLOBAL(DONE_<exten>)=1 last."""
         marker = "DONE_" + exten

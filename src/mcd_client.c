@@ -347,7 +347,7 @@ static mcd_rc call_begin(struct mcd_client *client, struct call *call)
 	call->server = NO_SERVER;
 	/* With remove_failed_servers libmemcached moves the keys itself; the rest-period here
 	 * is for the other case, and it is shared by every pooled handle. */
-	if (!client->settings.remove_failed_servers) {
+	if (!client->settings.remove_failed_servers && !client->settings.replicas) {
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
 		if (call->server < MCD_MAX_SERVERS
 			&& atomic_load(&client->health[call->server].resting_until) > now_monotonic()) {

@@ -33,21 +33,27 @@ class Pbx:
         self.ast = asterisk
 
         self.dirty = False
+        self.token = 0
+        self.elapsed = None
 
-    def _set_global(self, name, value):
-        """URI-encoded, so that no space, quote or comma reaches the CLI parser; None is "-"."""
-        encoded = "-" if value is None else urllib.parse.quote(str(value), safe="")
-        self.ast.cli("dialplan set global %s %s" % (name, encoded))
-
-    def _probe(self, exten, code, ttl):
-        self._set_global("IN", code)
-        self._set_global("TTL", ttl)
-        self._set_global("OUT", None)
-        self._set_global("RESULT", None)
-        self.ast.run(exten)
-        # Seconds the call spent in the memcached step, as the channel measured it.
-        self.elapsed = float(self.ast.global_var("ELAPSED"))
-        return self.ast.global_var("OUT"), self.ast.global_var("RESULT")
+    def _probe(self, exten, code, ttl, limit=30.0):
+        """Run code on a fresh Local channel at exten@tests: (OUT, MCDRESULT)."""
+        self.token += 1
+        token = str(self.token)
+        encode = lambda v: urllib.parse.quote(str(v), safe="")  # noqa: E731
+        request = ",".join((token, "-" if ttl is None else encode(ttl), encode(code)))
+        self.ast.cli("dialplan set global IN " + request)
+        self.ast.cli("channel originate Local/%s@tests application Wait 0" % exten)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            reply = self.ast.globals().get("REPLY", "")
+            if reply.startswith(token + ","):
+                _, result, seconds, out = reply.split(",", 3)
+                # Seconds the call spent in the memcached step, as the channel measured it.
+                self.elapsed = float(seconds)
+                return urllib.parse.unquote(out), result
+            time.sleep(0.01)
+        raise AssertionError("%s@tests did not answer %r within %d s" % (exten, code, limit))
 
     def fn(self, expression, ttl=None):
         """Evaluate a dialplan expression on a channel: (value, MCDRESULT)."""
@@ -129,6 +135,21 @@ def pbx(pbx_by_protocol, protocol):
 
 
 @pytest.fixture
+def start_pbx():
+    """Start Asterisk instances of a test's own, with the given memcached.conf."""
+    started = []
+
+    def start(conf):
+        ast = Asterisk(read_file("extensions.conf"), conf)
+        started.append(ast)
+        return Pbx(ast)
+
+    yield start
+    for ast in started:
+        ast.stop()
+
+
+@pytest.fixture
 def mc(memcached):
     """An independent client on the same memcached: another application's view."""
     client = Client(("127.0.0.1", memcached.port), connect_timeout=2, timeout=2)
@@ -141,6 +162,17 @@ def key(request):
     """A key no other test uses."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:120]
     return "%s_%d" % (name, time.monotonic_ns())
+
+
+def stats(port):
+    """memcached's own "stats" of the server on port, as a dict of strings."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += s.recv(65536)
+    return {line.split()[1]: line.split()[2] for line in data.decode().splitlines()
+            if line.startswith("STAT ")}
 
 
 def meta_ttl(port, full_key):

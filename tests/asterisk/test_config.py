@@ -2,43 +2,18 @@
 These start Asterisk instances of their own."""
 
 import os
-import socket
 
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import PREFIX, Pbx, general, read_file
-from pbx import Asterisk, Memcached
+from conftest import PREFIX, general
+from pbx import Memcached
 from free_port import free_port
-
-
-@pytest.fixture
-def start_pbx():
-    started = []
-
-    def start(conf):
-        ast = Asterisk(read_file("extensions.conf"), conf)
-        started.append(ast)
-        return Pbx(ast)
-
-    yield start
-    for ast in started:
-        ast.stop()
 
 
 def module_running(pbx):
     out = pbx.ast.cli("module show like res_memcached")
     return "Running" in out and "Not Running" not in out
-
-
-def stats(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(b"stats\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            data += s.recv(65536)
-    return {line.split()[1]: line.split()[2] for line in data.decode().splitlines()
-            if line.startswith("STAT ")}
 
 
 def test_unknown_option_is_logged_by_name_and_line_and_ignored(start_pbx, memcached, key):
@@ -110,24 +85,6 @@ def test_hash_missing_from_the_library_is_refused_clearly(pbx, mc, memcached, ke
     assert "hash hsieh is not built into this libmemcached" in pbx.log_since(mark)
     assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
     assert mc.get(PREFIX + key) == b"v"
-
-
-@pytest.mark.parametrize("distribution", ["modula", "consistent"])
-def test_cluster_spreads_keys_over_every_server(start_pbx, distribution):
-    servers = [Memcached() for _ in range(3)]
-    try:
-        pbx = start_pbx(general(*["server=" + s.address for s in servers],
-                                "distribution=" + distribution, "prefixkey=" + PREFIX))
-        for i in range(30):
-            assert pbx.app("mcdset(spread%d,%d)" % (i, i))[1] == "MEMCACHED_SUCCESS"
-        held = [int(stats(s.port)["curr_items"]) for s in servers]
-        assert sum(held) == 30
-        assert all(n > 0 for n in held), held
-        for i in range(30):
-            assert pbx.fn("${MCD(spread%d)}" % i) == (str(i), "MEMCACHED_SUCCESS")
-    finally:
-        for s in servers:
-            s.stop()
 
 
 def connections_to(pid, port):

@@ -6,22 +6,8 @@ import time
 
 import pytest
 
-from conftest import Pbx, general, read_file
-from pbx import Asterisk, HungServer, Memcached
-
-
-@pytest.fixture
-def start_pbx():
-    started = []
-
-    def start(conf):
-        ast = Asterisk(read_file("extensions.conf"), conf)
-        started.append(ast)
-        return Pbx(ast)
-
-    yield start
-    for ast in started:
-        ast.stop()
+from conftest import general
+from pbx import HungServer, Memcached
 
 
 @pytest.fixture
