@@ -28,7 +28,8 @@ MODULE_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached\" \
 CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
 CORE_HEADERS := $(wildcard src/*.h)
 
-.PHONY: all install uninstall clean check unit-tests asterisk-tests run-demo demo test sandbox
+.PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
+	load fuzz-long sandbox
 
 all: res_memcached.so
 
@@ -64,8 +65,27 @@ unit-tests: tests/unit/run_unit
 asterisk-tests: install
 	python3 -m pytest -q -p no:cacheprovider tests/asterisk
 
-# Both suites, then one line that sums them up.
-check: tests/unit/run_unit install
+# The parsers under libFuzzer (clang), seeded from tests/fuzz/corpus; new finds go to
+# a scratch copy unless FUZZ_CORPUS_OUT names a folder to keep them in.
+FUZZERS := tests/fuzz/fuzz_config tests/fuzz/fuzz_parsers
+FUZZ_SECONDS ?= 60
+
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/mcd_config.c src/mcd_util.c $(CORE_HEADERS)
+	clang -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
+		-o $@ $< src/mcd_config.c src/mcd_util.c
+
+fuzz: $(FUZZERS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZERS)
+
+# A long load run in a private Asterisk: LOAD_CHANNELS x LOAD_ITERATIONS with reloads.
+LOAD_CHANNELS ?= 400
+LOAD_ITERATIONS ?= 100
+load-here: install
+	LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS) LOAD_OUTSIDE=5000 \
+		python3 -m pytest -q -s -p no:cacheprovider tests/asterisk/test_load.py
+
+# Every suite (unit, Asterisk, a short fuzz), then one line that sums them up.
+check: tests/unit/run_unit $(FUZZERS) install
 	tests/run-all.sh
 
 run-demo: install
@@ -82,5 +102,11 @@ demo:
 test:
 	sandbox/run.sh check
 
+load:
+	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)
+
+fuzz-long:
+	sandbox/run.sh fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 clean:
-	rm -f res_memcached.so tests/unit/run_unit
+	rm -f res_memcached.so tests/unit/run_unit $(FUZZERS)

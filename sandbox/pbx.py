@@ -28,6 +28,8 @@ MODULES = [
     "res_clioriginate.so",  # channel originate
     "app_verbose.so",     # Verbose(), Log()
     "app_exec.so",        # Exec(), ExecIf()
+    "app_while.so",       # While(), EndWhile()
+    "app_stack.so",       # Gosub(), Return()
     "res_memcached.so",
 ]
 

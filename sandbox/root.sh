@@ -13,6 +13,7 @@ PACKAGES=(
 	python3 python3-pymemcache python3-pytest
 	sasl2-bin libsasl2-modules
 	procps
+	clang libclang-rt-dev valgrind
 )
 want="${PACKAGES[*]}"
 

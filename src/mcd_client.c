@@ -276,22 +276,17 @@ const struct mcd_settings *mcd_client_settings(const struct mcd_client *client)
 static mcd_rc build_key(const struct mcd_client *client, const char *key, char *out,
 	size_t *out_len)
 {
-	size_t key_len = key ? strlen(key) : 0;
-
-	if (key_len == 0) {
+	switch (mcd_build_key(client->settings.prefix, client->prefix_len, key, out, out_len)) {
+	case MCD_KEY_IS_OK:
+		return MEMCACHED_SUCCESS;
+	case MCD_KEY_IS_EMPTY:
 		return MCD_ARGUMENT_NEEDED;
-	}
-	if (client->prefix_len + key_len > MCD_KEY_MAX) {
+	case MCD_KEY_IS_TOO_LONG:
 		return MCD_KEY_TOO_LONG;
+	case MCD_KEY_HAS_BAD_BYTES:
+		break;
 	}
-	/* A space or CR/LF in a text-protocol key would end the command early. */
-	if (!mcd_key_bytes_valid(key, key_len)) {
-		return MEMCACHED_BAD_KEY_PROVIDED;
-	}
-	memcpy(out, client->settings.prefix, client->prefix_len);
-	memcpy(out + client->prefix_len, key, key_len + 1);
-	*out_len = client->prefix_len + key_len;
-	return MEMCACHED_SUCCESS;
+	return MEMCACHED_BAD_KEY_PROVIDED;
 }
 
 /* One operation's connection, key and server, from call_begin to call_end. */

@@ -15,10 +15,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mcd_util.h"
+
 #define MCD_MAX_SERVERS 32
 #define MCD_HOST_LEN 256
-/* memcached's own limit on a key, prefix included. */
-#define MCD_KEY_MAX 250
 #define MCD_PREFIX_MAX 128
 #define MCD_CREDENTIAL_MAX 128
 /* Relative ttls up to this many seconds (10 years) are accepted. */

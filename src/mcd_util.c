@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mcd_util.h"
 
@@ -74,6 +75,27 @@ int mcd_parse_long(const char *text, long min, long max, long *out)
 	}
 	*out = (long) value;
 	return 0;
+}
+
+enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const char *key, char *out,
+	size_t *out_len)
+{
+	size_t key_len = key ? strlen(key) : 0;
+
+	if (key_len == 0) {
+		return MCD_KEY_IS_EMPTY;
+	}
+	if (prefix_len + key_len > MCD_KEY_MAX) {
+		return MCD_KEY_IS_TOO_LONG;
+	}
+	/* A space or CR/LF in a text-protocol key would end the command early. */
+	if (!mcd_key_bytes_valid(key, key_len)) {
+		return MCD_KEY_HAS_BAD_BYTES;
+	}
+	memcpy(out, prefix, prefix_len);
+	memcpy(out + prefix_len, key, key_len + 1);
+	*out_len = prefix_len + key_len;
+	return MCD_KEY_IS_OK;
 }
 
 bool mcd_key_bytes_valid(const char *bytes, size_t len)

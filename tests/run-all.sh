@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the unit tests and the Asterisk tests, then print one closing line,
-# "tests: N passed, N failed", summing both. Exits non-zero on any failure.
+# Run the unit tests, a short fuzz of the parsers and the Asterisk tests, then
+# print one closing line, "tests: N passed, N failed", summing them. Exits
+# non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ trap 'rm -rf "$results"' EXIT
 
 sandbox/with-memcached.sh tests/unit/run_unit 2>&1 | tee "$results/unit.txt"
 unit_status=${PIPESTATUS[0]}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10} tests/fuzz/run.sh tests/fuzz/fuzz_config tests/fuzz/fuzz_parsers \
+	2>&1 | tee "$results/fuzz.txt"
+fuzz_status=${PIPESTATUS[0]}
 MCD_FIGURES="$results/figures.txt" python3 -m pytest -q -p no:cacheprovider \
 	--junitxml="$results/asterisk.xml" tests/asterisk
 asterisk_status=$?
@@ -17,12 +21,12 @@ if [ -s "$results/figures.txt" ]; then
 	sed 's/^/  /' "$results/figures.txt"
 fi
 
-python3 - "$results" "$unit_status" "$asterisk_status" <<'PY'
+python3 - "$results" "$unit_status" "$asterisk_status" "$fuzz_status" <<'PY'
 import re
 import sys
 import xml.etree.ElementTree as ET
 
-results, unit_status, asterisk_status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+results, unit_status, asterisk_status, fuzz_status = sys.argv[1], *map(int, sys.argv[2:5])
 text = open(results + "/unit.txt", errors="replace").read()
 # cmocka closes with "[==========] tests: N test(s) run." and "[  PASSED  ] N test(s)."
 run = re.search(r"\] tests: (\d+) test\(s\) run", text)
@@ -40,8 +44,12 @@ except (OSError, ET.ParseError):
     total, failed, skipped = 0, 1, 0
 failed = max(failed, 1 if asterisk_status else 0)
 passed = total - failed - skipped
+fuzz = re.search(r"^fuzz: (\d+) passed, (\d+) failed", open(results + "/fuzz.txt").read(), re.M)
+fuzz_passed, fuzz_failed = (int(fuzz.group(1)), int(fuzz.group(2))) if fuzz else (0, 1)
+fuzz_failed = max(fuzz_failed, 1 if fuzz_status else 0)
 print("unit: %d passed, %d failed" % (unit_passed, unit_failed))
 print("asterisk: %d passed, %d failed" % (passed, failed))
-print("tests: %d passed, %d failed" % (unit_passed + passed, unit_failed + failed))
+print("tests: %d passed, %d failed" % (unit_passed + passed + fuzz_passed,
+                                       unit_failed + failed + fuzz_failed))
 PY
-[ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ]
+[ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ]

@@ -1,0 +1,110 @@
+/*
+ * libFuzzer target: the strict number parsers, server strings and key
+ * building. The first byte picks the parser; the rest is its text. A parse
+ * that succeeds must mean what the text says.
+ */
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcd_config.h"
+#include "mcd_util.h"
+
+#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
+
+/* The text without surrounding blanks and a leading '+', as printf would write the number. */
+static int same_number(const char *text, const char *printed)
+{
+	size_t len;
+
+	while (*text == ' ' || *text == '\t') {
+		text++;
+	}
+	if (*text == '+') {
+		text++;
+	}
+	len = strlen(text);
+	while (len && (text[len - 1] == ' ' || text[len - 1] == '\t')) {
+		len--;
+	}
+	/* Leading zeros are allowed in the input: compare numerically past them. */
+	while (len > 1 && text[0] == '0') {
+		text++;
+		len--;
+	}
+	if (text[0] == '-') {
+		const char *digits = text + 1;
+		size_t dlen = len - 1;
+		while (dlen > 1 && digits[0] == '0') {
+			digits++;
+			dlen--;
+		}
+		if (dlen == 1 && digits[0] == '0') {
+			return !strcmp(printed, "0");
+		}
+		return printed[0] == '-' && strlen(printed + 1) == dlen && !memcmp(printed + 1, digits, dlen);
+	}
+	return strlen(printed) == len && !memcmp(printed, text, len);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char text[512], printed[32], err[256], key[MCD_KEY_MAX + 1];
+	struct mcd_server server;
+	int64_t i64;
+	uint64_t u64;
+	long l;
+	size_t len;
+
+	if (size < 1 || size > sizeof(text)) {
+		return 0;
+	}
+	memcpy(text, data + 1, size - 1);
+	text[size - 1] = '\0';
+
+	switch (data[0] % 5) {
+	case 0:
+		if (mcd_parse_int64(text, &i64) == 0) {
+			snprintf(printed, sizeof(printed), "%" PRId64, i64);
+			CHECK(same_number(text, printed));
+		}
+		break;
+	case 1:
+		if (mcd_parse_uint64(text, &u64) == 0) {
+			snprintf(printed, sizeof(printed), "%" PRIu64, u64);
+			CHECK(same_number(text, printed));
+		}
+		break;
+	case 2:
+		if (mcd_parse_long(text, -100, 100, &l) == 0) {
+			CHECK(l >= -100 && l <= 100);
+		}
+		break;
+	case 3:
+		if (mcd_parse_server(text, &server, err, sizeof(err)) == 0) {
+			CHECK(server.host[0] && server.port >= 1 && server.port <= 65535);
+			CHECK(!strpbrk(server.host, " \t\r\n[]"));
+		}
+		break;
+	case 4: {
+		/* Up to the first '|' is the prefix, the rest the key. */
+		char *bar = strchr(text, '|');
+		const char *prefix = bar ? text : "";
+		const char *k = bar ? bar + 1 : text;
+		size_t prefix_len = bar ? (size_t) (bar - text) : 0;
+		if (prefix_len > MCD_KEY_MAX) {
+			break;
+		}
+		if (mcd_build_key(prefix, prefix_len, k, key, &len) == MCD_KEY_IS_OK) {
+			CHECK(len == prefix_len + strlen(k) && len <= MCD_KEY_MAX);
+			CHECK(strlen(key) == len);
+			CHECK(mcd_key_bytes_valid(key + prefix_len, strlen(k)));
+		}
+		break;
+	}
+	}
+	return 0;
+}
