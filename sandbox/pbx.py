@@ -90,7 +90,7 @@ class HungServer:
 class Asterisk:
     """A private Asterisk running the given extensions.conf and memcached.conf."""
 
-    def __init__(self, extensions, memcached_conf, modules=MODULES):
+    def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0):
         self.dir = tempfile.mkdtemp(prefix="ast-")
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "run", "log", "lib", "spool"):
@@ -117,10 +117,11 @@ documentation_language = en_US
         self._write("extensions.conf", extensions)
         self.write_memcached_conf(memcached_conf)
         self.output = open(os.path.join(self.dir, "console.txt"), "w")
-        self.proc = subprocess.Popen(["asterisk", "-C", self.conf, "-f", "-n", "-q"],
+        # wrapper: a command to run Asterisk under, such as valgrind.
+        self.proc = subprocess.Popen([*wrapper, "asterisk", "-C", self.conf, "-f", "-n", "-q"],
                                      stdout=self.output, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        self._wait_booted()
+        self._wait_booted(boot_limit)
 
     def _write(self, name, text):
         with open(os.path.join(self.etc, name), "w") as f:
@@ -180,15 +181,24 @@ documentation_language = en_US
             time.sleep(0.05)
         raise AssertionError("%s@%s did not finish within %d s" % (exten, context, limit))
 
+    def wait_for(self, condition, limit=30.0):
+        """Poll condition() until it is true; fail after limit seconds."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError("condition not met within %d s" % limit)
+
     def log(self):
         with open(os.path.join(self.dir, "log", "full"), errors="replace") as f:
             return f.read()
 
-    def stop(self):
+    def stop(self, limit=20):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(limit)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
