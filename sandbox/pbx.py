@@ -45,12 +45,13 @@ def module_dir():
 class Memcached:
     """A memcached listening on 127.0.0.1 at a free port."""
 
-    def __init__(self, extra_args=(), port=None):
+    def __init__(self, extra_args=(), port=None, env=None):
         self.port = port or free_port()
         self.proc = subprocess.Popen(
             ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
              *extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, **(env or {})))
         if not wait_listening(self.port):
             self.stop()
             raise RuntimeError("memcached did not start on port %d" % self.port)

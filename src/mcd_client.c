@@ -44,6 +44,11 @@ struct mcd_client {
 	struct server_health health[MCD_MAX_SERVERS];
 	memcached_st *master;        /* template the pool clones; never used for I/O itself */
 	memcached_pool_st *pool;
+	/* Counters go through a text-protocol pool when the main pool talks binary without
+	 * SASL: libmemcached 1.1.4 aborts the whole process when a binary incr/decr meets a
+	 * refusal it does not expect, such as a server that wants credentials. */
+	memcached_st *counter_master;
+	memcached_pool_st *counter_pool;
 	size_t prefix_len;
 };
 
@@ -243,6 +248,19 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, char *
 		snprintf(err, errlen, "cannot create a connection pool of %ld", settings->pool_size);
 		goto failed;
 	}
+	if (settings->binary_protocol && !settings->username[0]) {
+		client->counter_master = memcached_clone(NULL, client->master);
+		if (!client->counter_master
+			|| memcached_failed(memcached_behavior_set(client->counter_master,
+				MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0))
+			|| memcached_failed(memcached_behavior_set(client->counter_master,
+				MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0))
+			|| !(client->counter_pool = memcached_pool_create(client->counter_master, 1,
+				(uint32_t) settings->pool_size))) {
+			snprintf(err, errlen, "cannot create the counters' connection pool");
+			goto failed;
+		}
+	}
 	return client;
 
 failed:
@@ -254,6 +272,12 @@ void mcd_client_destroy(struct mcd_client *client)
 {
 	if (!client) {
 		return;
+	}
+	if (client->counter_pool) {
+		memcached_pool_destroy(client->counter_pool);
+	}
+	if (client->counter_master) {
+		memcached_free(client->counter_master);
 	}
 	if (client->pool) {
 		memcached_pool_destroy(client->pool);
@@ -291,6 +315,7 @@ static mcd_rc build_key(const struct mcd_client *client, const char *key, char *
 
 /* One operation's connection, key and server, from call_begin to call_end. */
 struct call {
+	memcached_pool_st *pool;
 	memcached_st *memc;
 	char key[MCD_KEY_MAX + 1];
 	size_t key_len;
@@ -315,11 +340,11 @@ static bool is_server_fault(mcd_rc rc)
 		|| rc == MEMCACHED_SERVER_MARKED_DEAD || rc == MEMCACHED_HOST_LOOKUP_FAILURE;
 }
 
-static memcached_st *take_connection(struct mcd_client *client, mcd_rc *rc)
+static memcached_st *take_connection(struct mcd_client *client, memcached_pool_st *pool, mcd_rc *rc)
 {
 	struct timespec wait = { .tv_sec = client->settings.pool_wait_s };
 	memcached_return_t fetch_rc = MEMCACHED_SUCCESS;
-	memcached_st *memc = memcached_pool_fetch(client->pool, &wait, &fetch_rc);
+	memcached_st *memc = memcached_pool_fetch(pool, &wait, &fetch_rc);
 
 	if (!memc) {
 		/* The pool answers TIMEOUT after a wait and NOTFOUND without one: both mean every
@@ -330,13 +355,14 @@ static memcached_st *take_connection(struct mcd_client *client, mcd_rc *rc)
 	return memc;
 }
 
-/* For call->key: take a pooled connection, and refuse at once when the key's server is
- * resting after repeated faults. On anything but success there is nothing to end. */
-static mcd_rc call_begin(struct mcd_client *client, struct call *call)
+/* For call->key: take a connection from pool, and refuse at once when the key's server
+ * is resting after repeated faults. On anything but success there is nothing to end. */
+static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, struct call *call)
 {
 	mcd_rc rc = MEMCACHED_SUCCESS;
 
-	if (!(call->memc = take_connection(client, &rc))) {
+	call->pool = pool;
+	if (!(call->memc = take_connection(client, pool, &rc))) {
 		return rc;
 	}
 	call->server = NO_SERVER;
@@ -346,7 +372,7 @@ static mcd_rc call_begin(struct mcd_client *client, struct call *call)
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
 		if (call->server < MCD_MAX_SERVERS
 			&& atomic_load(&client->health[call->server].resting_until) > now_monotonic()) {
-			memcached_pool_release(client->pool, call->memc);
+			memcached_pool_release(pool, call->memc);
 			return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
 		}
 	}
@@ -356,7 +382,7 @@ static mcd_rc call_begin(struct mcd_client *client, struct call *call)
 /* Give the connection back and note whether the server answered. Returns rc. */
 static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
 {
-	memcached_pool_release(client->pool, call->memc);
+	memcached_pool_release(call->pool, call->memc);
 	if (call->server >= MCD_MAX_SERVERS) {
 		return rc;
 	}
@@ -380,7 +406,7 @@ mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t 
 
 	*value = NULL;
 	*value_len = 0;
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
@@ -422,7 +448,7 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 	if (value_len > (size_t) client->settings.max_value_length) {
 		return MCD_VALUE_TOO_LONG;
 	}
-	if ((rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
+	if ((rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	switch (mode) {
@@ -450,7 +476,7 @@ mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 	struct call call;
 	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
@@ -480,7 +506,8 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 		return MCD_BAD_INCREMENT;
 	}
 	step = (uint32_t) (delta < 0 ? -delta : delta);
-	if ((rc = call_begin(client, &call)) != MEMCACHED_SUCCESS) {
+	rc = call_begin(client, client->counter_pool ? client->counter_pool : client->pool, &call);
+	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	/* incr/decr are atomic on the server but cannot create a counter (not in the text

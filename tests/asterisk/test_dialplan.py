@@ -147,12 +147,10 @@ def test_counter_write_refuses_what_is_not_a_count(pbx, mc, key):
     assert mc.get(PREFIX + key) == b"7"
 
 
-def test_counter_on_a_text_value_is_a_client_error(pbx, mc, key, protocol):
+def test_counter_on_a_text_value_is_a_client_error(pbx, mc, key):
     mc.set(PREFIX + key, b"hello")
-    value, result = pbx.fn("${MCDCOUNTER(%s,1)}" % key)
-    # The server refuses; libmemcached names the refusal differently per protocol.
-    expected = "MEMCACHED_UNKNOWN_READ_FAILURE" if protocol == "binary" else "MEMCACHED_CLIENT_ERROR"
-    assert (value, result) == ("", expected)
+    # Counters talk the text protocol unless SASL is on, so the name is the same in both.
+    assert pbx.fn("${MCDCOUNTER(%s,1)}" % key) == ("", "MEMCACHED_CLIENT_ERROR")
     assert mc.get(PREFIX + key) == b"hello"
     # The connection is still good for the next call.
     assert pbx.fn("${MCD(%s)}" % key) == ("hello", "MEMCACHED_SUCCESS")
