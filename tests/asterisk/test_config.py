@@ -49,6 +49,20 @@ def test_no_config_file_loads_the_defaults(start_pbx):
     assert "memcached.conf not found: using the defaults (server localhost:11211)" in pbx.ast.log()
 
 
+@pytest.mark.parametrize("text", ["", "; only a comment\n", "[general]\n"])
+def test_empty_config_file_loads_the_defaults(start_pbx, text):
+    pbx = start_pbx(text)
+    assert module_running(pbx)
+    assert "res_memcached: servers 127.0.0.1:11211;" in pbx.ast.log()
+
+
+def test_unknown_section_is_logged_and_ignored(start_pbx, memcached):
+    pbx = start_pbx(general("server=" + memcached.address) + "[servers]\nserver=10.9.9.9\n")
+    assert module_running(pbx)
+    assert "memcached.conf: section [servers] is unknown and ignored" in pbx.ast.log()
+    assert "res_memcached: servers %s;" % memcached.address in pbx.ast.log()
+
+
 def test_reload_swaps_in_a_new_configuration(pbx, mc, memcached, key):
     out = pbx.reload(general("server=" + memcached.address, "keyprefix=other_"))
     assert "Module 'res_memcached' reloaded successfully." in out

@@ -66,6 +66,11 @@ def test_utf8_keys_are_stored_as_bytes(pbx, mc, key):
     assert mc.get((PREFIX + key + "_h\u00e9_\u6771").encode()) == b"v"
 
 
+def test_keys_with_high_bytes_that_are_not_utf8_are_stored_as_bytes(pbx, mc, key):
+    assert pbx.app("mcdset(%s_${URIDECODE(%%FF%%FE%%80)},v)" % key)[1] == "MEMCACHED_SUCCESS"
+    assert mc.get((PREFIX + key + "_").encode() + b"\xff\xfe\x80") == b"v"
+
+
 def test_values_with_crlf_and_commas_are_stored_verbatim(pbx, mc, key):
     mc.set(PREFIX + key + "_sentinel", b"still here")
     assert pbx.app("mcdset(%s,a,b%sflush_all%s)" % (key, CRLF, CRLF))[1] == "MEMCACHED_SUCCESS"
