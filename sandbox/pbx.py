@@ -91,7 +91,11 @@ class HungServer:
 class Asterisk:
     """A private Asterisk running the given extensions.conf and memcached.conf."""
 
-    def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0):
+    AMI_USER = "tests"
+    AMI_SECRET = "tests-secret"
+
+    def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0,
+                 ami=False):
         self.dir = tempfile.mkdtemp(prefix="ast-")
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "run", "log", "lib", "spool"):
@@ -116,6 +120,12 @@ documentation_language = en_US
                     + "".join("load => %s\n" % m for m in modules))
         self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error,verbose(3)\n")
         self._write("extensions.conf", extensions)
+        # The manager interface (AMI) listens only when asked, on a free loopback port.
+        self.ami_port = free_port() if ami else None
+        self._write("manager.conf", "[general]\nenabled=%s\nport=%d\nbindaddr=127.0.0.1\n\n"
+                    "[%s]\nsecret=%s\nread=system,reporting\nwrite=system,reporting\n"
+                    % ("yes" if ami else "no", self.ami_port or 5038, self.AMI_USER,
+                       self.AMI_SECRET))
         self.write_memcached_conf(memcached_conf)
         self.output = open(os.path.join(self.dir, "console.txt"), "w")
         # wrapper: a command to run Asterisk under, such as valgrind.

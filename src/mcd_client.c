@@ -49,6 +49,7 @@ struct mcd_client {
 	 * refusal it does not expect, such as a server that wants credentials. */
 	memcached_st *counter_master;
 	memcached_pool_st *counter_pool;
+	struct mcd_stats *stats;     /* where operations are counted, or NULL */
 	size_t prefix_len;
 };
 
@@ -117,6 +118,53 @@ const char *mcd_rc_name(mcd_rc rc)
 }
 
 #undef NAME
+
+const char *mcd_op_name(enum mcd_op op)
+{
+	static const char *const names[MCD_OP_COUNT] = {
+		"get", "set", "add", "replace", "append", "prepend", "delete", "counter", "touch",
+	};
+
+	return op < MCD_OP_COUNT ? names[op] : "?";
+}
+
+/* libmemcached's results keep their numbers; the module's own follow them. */
+#define OWN_RESULTS_SLOT 50
+_Static_assert(MEMCACHED_MAXIMUM_RETURN <= OWN_RESULTS_SLOT, "slots for libmemcached's results");
+_Static_assert(OWN_RESULTS_SLOT + (MCD_POOL_EXHAUSTED - MCD_ARGUMENT_NEEDED) < MCD_RESULT_SLOTS - 1,
+	"slots for the module's own results");
+
+int mcd_result_slot(mcd_rc rc)
+{
+	if (rc >= 0 && rc < MEMCACHED_MAXIMUM_RETURN) {
+		return rc;
+	}
+	if (rc >= MCD_ARGUMENT_NEEDED && rc <= MCD_POOL_EXHAUSTED) {
+		return OWN_RESULTS_SLOT + (rc - MCD_ARGUMENT_NEEDED);
+	}
+	return MCD_RESULT_SLOTS - 1;
+}
+
+mcd_rc mcd_result_of_slot(int slot)
+{
+	if (slot >= OWN_RESULTS_SLOT && slot < MCD_RESULT_SLOTS - 1) {
+		return MCD_ARGUMENT_NEEDED + (slot - OWN_RESULTS_SLOT);
+	}
+	return slot < MEMCACHED_MAXIMUM_RETURN ? slot : -1;
+}
+
+void mcd_stats_reset(struct mcd_stats *stats)
+{
+	for (int op = 0; op < MCD_OP_COUNT; op++) {
+		struct mcd_op_stats *s = &stats->ops[op];
+		atomic_store(&s->calls, 0);
+		atomic_store(&s->total_us, 0);
+		atomic_store(&s->worst_us, 0);
+		for (int i = 0; i < MCD_RESULT_SLOTS; i++) {
+			atomic_store(&s->by_result[i], 0);
+		}
+	}
+}
 
 bool mcd_rc_is_answer(mcd_rc rc)
 {
@@ -200,7 +248,8 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 	return 0;
 }
 
-struct mcd_client *mcd_client_create(const struct mcd_settings *settings, char *err, size_t errlen)
+struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
+	char *err, size_t errlen)
 {
 	struct mcd_client *client = calloc(1, sizeof(*client));
 
@@ -209,6 +258,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, char *
 		return NULL;
 	}
 	client->settings = *settings;
+	client->stats = stats;
 	client->prefix_len = strlen(settings->prefix);
 
 	client->master = memcached_create(NULL);
@@ -397,7 +447,7 @@ static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
 	return rc;
 }
 
-mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
+static mcd_rc get_value(struct mcd_client *client, const char *key, char **value, size_t *value_len)
 {
 	struct call call;
 	uint32_t flags;
@@ -432,7 +482,7 @@ void mcd_value_free(char *value)
 	free(value);
 }
 
-mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+static mcd_rc store_value(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
 {
 	struct call call;
@@ -471,7 +521,7 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 	return call_end(client, &call, rc);
 }
 
-mcd_rc mcd_delete(struct mcd_client *client, const char *key)
+static mcd_rc delete_key(struct mcd_client *client, const char *key)
 {
 	struct call call;
 	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
@@ -482,15 +532,7 @@ mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
 }
 
-mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
-{
-	char text[24];
-	int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
-
-	return mcd_store(client, MCD_STORE_SET, key, text, (size_t) len, ttl);
-}
-
-mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
+static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t delta, long ttl,
 	uint64_t *result)
 {
 	struct call call;
@@ -533,4 +575,149 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 		*result = 0;
 	}
 	return call_end(client, &call, rc);
+}
+
+static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	return call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
+}
+
+/* --- the public operations: each one timed and counted --- */
+
+static unsigned long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long) ts.tv_sec * 1000000UL + (unsigned long) ts.tv_nsec / 1000UL;
+}
+
+static mcd_rc counted(struct mcd_client *client, enum mcd_op op, unsigned long started, mcd_rc rc)
+{
+	struct mcd_op_stats *stats;
+	unsigned long took, worst;
+
+	if (!client->stats) {
+		return rc;
+	}
+	stats = &client->stats->ops[op];
+	took = now_us() - started;
+	atomic_fetch_add(&stats->calls, 1);
+	atomic_fetch_add(&stats->by_result[mcd_result_slot(rc)], 1);
+	atomic_fetch_add(&stats->total_us, took);
+	worst = atomic_load(&stats->worst_us);
+	while (took > worst && !atomic_compare_exchange_weak(&stats->worst_us, &worst, took)) {
+	}
+	return rc;
+}
+
+mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
+{
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_GET, started, get_value(client, key, value, value_len));
+}
+
+mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+	const char *value, size_t value_len, long ttl)
+{
+	static const enum mcd_op ops[] = {
+		[MCD_STORE_SET] = MCD_OP_SET, [MCD_STORE_ADD] = MCD_OP_ADD,
+		[MCD_STORE_REPLACE] = MCD_OP_REPLACE, [MCD_STORE_APPEND] = MCD_OP_APPEND,
+		[MCD_STORE_PREPEND] = MCD_OP_PREPEND,
+	};
+	unsigned long started = now_us();
+
+	return counted(client, ops[mode], started, store_value(client, mode, key, value, value_len, ttl));
+}
+
+mcd_rc mcd_delete(struct mcd_client *client, const char *key)
+{
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_DELETE, started, delete_key(client, key));
+}
+
+mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
+{
+	char text[24];
+	int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_COUNTER, started,
+		store_value(client, MCD_STORE_SET, key, text, (size_t) len, ttl));
+}
+
+mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
+	uint64_t *result)
+{
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
+}
+
+mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl)
+{
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_TOUCH, started, touch_key(client, key, ttl));
+}
+
+mcd_rc mcd_flush(struct mcd_client *client)
+{
+	mcd_rc rc = MEMCACHED_SUCCESS;
+	memcached_st *memc = take_connection(client, client->pool, &rc);
+
+	if (!memc) {
+		return rc;
+	}
+	rc = memcached_flush(memc, 0);
+	memcached_pool_release(client->pool, memc);
+	return rc;
+}
+
+unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
+	unsigned int max)
+{
+	const struct mcd_settings *s = &client->settings;
+	mcd_rc rc = MEMCACHED_SUCCESS;
+	memcached_return_t stat_rc;
+	memcached_stat_st *stats = NULL;
+	memcached_st *memc = take_connection(client, client->pool, &rc);
+
+	if (memc) {
+		stats = memcached_stat(memc, NULL, &stat_rc);
+	}
+	for (unsigned int i = 0; i < s->server_count && i < max; i++) {
+		struct mcd_server_report *r = &reports[i];
+		const bool v6 = strchr(s->servers[i].host, ':') != NULL;
+
+		memset(r, 0, sizeof(*r));
+		snprintf(r->address, sizeof(r->address), "%s%s%s:%u", v6 ? "[" : "", s->servers[i].host,
+			v6 ? "]" : "", s->servers[i].port);
+		r->resting = atomic_load(&client->health[i].resting_until) > now_monotonic();
+		/* Every memcached states its version; a server that did not answer leaves it empty. */
+		if (stats && stats[i].version[0]) {
+			r->answered = true;
+			snprintf(r->version, sizeof(r->version), "%s", stats[i].version);
+			r->items = stats[i].curr_items;
+			r->connections = stats[i].curr_connections;
+			r->hits = stats[i].get_hits;
+			r->misses = stats[i].get_misses;
+		}
+	}
+	if (stats) {
+		memcached_stat_free(memc, stats);
+	}
+	if (memc) {
+		memcached_pool_release(client->pool, memc);
+	}
+	return s->server_count;
 }

@@ -52,16 +52,69 @@ enum mcd_store_mode {
 	MCD_STORE_PREPEND,
 };
 
+/* What the module counts per kind of operation, for "memcached show stats". */
+enum mcd_op {
+	MCD_OP_GET,
+	MCD_OP_SET,
+	MCD_OP_ADD,
+	MCD_OP_REPLACE,
+	MCD_OP_APPEND,
+	MCD_OP_PREPEND,
+	MCD_OP_DELETE,
+	MCD_OP_COUNTER,
+	MCD_OP_TOUCH,
+	MCD_OP_COUNT,
+};
+
+/* Result slots: libmemcached's results, then the module's own. */
+#define MCD_RESULT_SLOTS 64
+
+struct mcd_op_stats {
+	_Atomic unsigned long calls;
+	_Atomic unsigned long by_result[MCD_RESULT_SLOTS];
+	_Atomic unsigned long total_us;
+	_Atomic unsigned long worst_us;
+};
+
+/* Shared by every client built while the module is loaded, so a reload keeps them. */
+struct mcd_stats {
+	struct mcd_op_stats ops[MCD_OP_COUNT];
+};
+
+/* One server as "memcached show servers" reports it. */
+struct mcd_server_report {
+	char address[MCD_HOST_LEN + 8];
+	bool answered;               /* it answered "stats" just now */
+	bool resting;                /* skipped after repeated faults, for retry_timeout */
+	char version[32];
+	unsigned long long items;
+	unsigned long long connections;
+	unsigned long long hits;
+	unsigned long long misses;
+};
+
 struct mcd_client;
 
 /*! The result's name as the dialplan sees it in MCDRESULT, e.g. "MEMCACHED_SUCCESS". Never NULL. */
 const char *mcd_rc_name(mcd_rc rc);
 
+/*! The name of operation op ("get", "set", ...). */
+const char *mcd_op_name(enum mcd_op op);
+
+/*! The slot of rc in mcd_op_stats.by_result, and back: mcd_result_of_slot gives the rc. */
+int mcd_result_slot(mcd_rc rc);
+mcd_rc mcd_result_of_slot(int slot);
+
+/*! Zero every count. */
+void mcd_stats_reset(struct mcd_stats *stats);
+
 /*! True for results that are ordinary answers (success, miss, exists, not stored), not faults. */
 bool mcd_rc_is_answer(mcd_rc rc);
 
-/*! Build a client (resolving host names now, connecting lazily). NULL and err on failure. */
-struct mcd_client *mcd_client_create(const struct mcd_settings *settings, char *err, size_t errlen);
+/*! Build a client (resolving host names now, connecting lazily) that counts into stats
+ * (may be NULL). NULL and err on failure. */
+struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
+	char *err, size_t errlen);
 
 /*! Free a client. No operation may be running on it. */
 void mcd_client_destroy(struct mcd_client *client);
@@ -91,6 +144,16 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
  */
 mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
 	uint64_t *result);
+
+/*! Set a new ttl on key without touching its value (memcached's touch). */
+mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl);
+
+/*! Drop every item on every server (memcached's flush_all). */
+mcd_rc mcd_flush(struct mcd_client *client);
+
+/*! Ask every server for its "stats"; fills up to max reports and returns how many servers. */
+unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
+	unsigned int max);
 
 /*! The expiry memcached must be sent for a relative ttl (memcached reads > 30 days as a date). */
 long mcd_wire_expiry(long ttl, long now);

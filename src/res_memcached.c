@@ -19,8 +19,10 @@
 #include "asterisk/app.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/channel.h"
+#include "asterisk/cli.h"
 #include "asterisk/config.h"
 #include "asterisk/logger.h"
+#include "asterisk/manager.h"
 #include "asterisk/module.h"
 #include "asterisk/pbx.h"
 #include "asterisk/strings.h"
@@ -37,6 +39,9 @@ struct client_holder {
 };
 
 static AO2_GLOBAL_OBJ_STATIC(current_client);
+
+/*! Operation counts since load or "memcached reset stats"; every client counts here. */
+static struct mcd_stats stats;
 
 static void client_holder_destroy(void *obj)
 {
@@ -120,7 +125,7 @@ static int load_client(void)
 	if (!holder) {
 		return -1;
 	}
-	holder->client = mcd_client_create(&settings, err, sizeof(err));
+	holder->client = mcd_client_create(&settings, &stats, err, sizeof(err));
 	if (!holder->client) {
 		ast_log(LOG_ERROR, "%s: %s\n", CONFIG_FILE, err);
 		ao2_ref(holder, -1);
@@ -424,6 +429,33 @@ static int mcdget_exec(struct ast_channel *chan, const char *data)
 	return 0;
 }
 
+static int mcdtouch_exec(struct ast_channel *chan, const char *data)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	char *parse = ast_strdupa(S_OR(data, ""));
+	AST_DECLARE_APP_ARGS(args,
+		AST_APP_ARG(key);
+		AST_APP_ARG(ttl);
+	);
+	long ttl;
+	mcd_rc rc;
+
+	AST_STANDARD_APP_ARGS(args, parse);
+	if (ast_strlen_zero(args.key) || ast_strlen_zero(args.ttl)
+		|| mcd_parse_long(args.ttl, 0, MCD_TTL_MAX, &ttl)) {
+		ast_log(LOG_WARNING, "Syntax: mcdtouch(key,ttl), ttl in seconds from 0 to %ld\n", MCD_TTL_MAX);
+		set_result(chan, MCD_ARGUMENT_NEEDED);
+		return 0;
+	}
+	if (!(holder = take_client(chan))) {
+		return 0;
+	}
+	rc = mcd_touch(holder->client, args.key, ttl);
+	log_failure("mcdtouch", args.key, rc);
+	set_result(chan, rc);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*exec)(struct ast_channel *chan, const char *data);
@@ -435,12 +467,443 @@ static const struct {
 	{ "mcdprepend", mcdprepend_exec },
 	{ "mcddelete", mcddelete_exec },
 	{ "mcdget", mcdget_exec },
+	{ "mcdtouch", mcdtouch_exec },
+};
+
+/* --- CLI --- */
+
+static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const struct mcd_settings *s;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show settings";
+		e->usage = "Usage: memcached show settings\n"
+			"       Show the settings in use, as read from memcached.conf (password hidden).\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(holder = ao2_global_obj_ref(current_client))) {
+		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+		return CLI_FAILURE;
+	}
+	s = mcd_client_settings(holder->client);
+	for (unsigned int i = 0; i < s->server_count; i++) {
+		const bool v6 = strchr(s->servers[i].host, ':') != NULL;
+		ast_cli(a->fd, "%-22s %s%s%s:%u\n", "server", v6 ? "[" : "", s->servers[i].host, v6 ? "]" : "",
+			s->servers[i].port);
+	}
+	ast_cli(a->fd, "%-22s %s\n", "prefixkey", s->prefix);
+	ast_cli(a->fd, "%-22s %ld s\n", "ttl", s->ttl);
+	ast_cli(a->fd, "%-22s %s\n", "binary_proto", AST_YESNO(s->binary_protocol));
+	ast_cli(a->fd, "%-22s %s\n", "hash", mcd_hash_name(s->hash));
+	ast_cli(a->fd, "%-22s %s\n", "distribution",
+		s->distribution == MCD_DISTRIBUTION_CONSISTENT ? "consistent" : "modula");
+	ast_cli(a->fd, "%-22s %ld bytes\n", "max_value_length", s->max_value_length);
+	ast_cli(a->fd, "%-22s %ld ms\n", "connect_timeout", s->connect_timeout_ms);
+	ast_cli(a->fd, "%-22s %ld ms\n", "timeout", s->timeout_ms);
+	ast_cli(a->fd, "%-22s %ld\n", "server_failure_limit", s->server_failure_limit);
+	ast_cli(a->fd, "%-22s %ld s\n", "retry_timeout", s->retry_timeout_s);
+	ast_cli(a->fd, "%-22s %s\n", "remove_failed_servers", AST_YESNO(s->remove_failed_servers));
+	ast_cli(a->fd, "%-22s %ld\n", "replicas", s->replicas);
+	ast_cli(a->fd, "%-22s %ld\n", "pool_size", s->pool_size);
+	ast_cli(a->fd, "%-22s %ld s\n", "pool_wait", s->pool_wait_s);
+	ast_cli(a->fd, "%-22s %s\n", "username", s->username);
+	ast_cli(a->fd, "%-22s %s\n", "password", s->password[0] ? "(set, not shown)" : "");
+	return CLI_SUCCESS;
+}
+
+static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	struct mcd_server_report reports[MCD_MAX_SERVERS];
+	unsigned int count;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show servers";
+		e->usage = "Usage: memcached show servers\n"
+			"       Ask every configured memcached for its stats and show them.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(holder = ao2_global_obj_ref(current_client))) {
+		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+		return CLI_FAILURE;
+	}
+	count = mcd_server_reports(holder->client, reports, ARRAY_LEN(reports));
+	ast_cli(a->fd, "%-28s %-10s %-10s %12s %8s %12s %12s\n", "Server", "State", "Version", "Items",
+		"Conns", "Hits", "Misses");
+	for (unsigned int i = 0; i < count; i++) {
+		const struct mcd_server_report *r = &reports[i];
+		const char *state = r->resting ? "resting" : (r->answered ? "up" : "no answer");
+		if (r->answered) {
+			ast_cli(a->fd, "%-28s %-10s %-10s %12llu %8llu %12llu %12llu\n", r->address, state,
+				r->version, r->items, r->connections, r->hits, r->misses);
+		} else {
+			ast_cli(a->fd, "%-28s %-10s\n", r->address, state);
+		}
+	}
+	return CLI_SUCCESS;
+}
+
+static char *cli_show_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show stats";
+		e->usage = "Usage: memcached show stats\n"
+			"       Operations since load or \"memcached reset stats\": calls, mean and worst\n"
+			"       time, and how many ended with each result other than success.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	ast_cli(a->fd, "%-10s %10s %12s %12s  %s\n", "Operation", "Calls", "Mean (us)", "Worst (us)",
+		"Other results");
+	for (int op = 0; op < MCD_OP_COUNT; op++) {
+		const struct mcd_op_stats *s = &stats.ops[op];
+		unsigned long calls = s->calls;
+		struct ast_str *others = ast_str_alloca(512);
+
+		for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
+			unsigned long n = s->by_result[slot];
+			mcd_rc rc = mcd_result_of_slot(slot);
+			if (n && rc != MCD_SUCCESS) {
+				ast_str_append(&others, 0, "%s%s=%lu", ast_str_strlen(others) ? " " : "",
+					mcd_rc_name(rc), n);
+			}
+		}
+		ast_cli(a->fd, "%-10s %10lu %12lu %12lu  %s\n", mcd_op_name(op), calls,
+			calls ? (unsigned long) s->total_us / calls : 0, (unsigned long) s->worst_us,
+			ast_str_buffer(others));
+	}
+	return CLI_SUCCESS;
+}
+
+static char *cli_reset_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached reset stats";
+		e->usage = "Usage: memcached reset stats\n"
+			"       Set the counts of \"memcached show stats\" back to zero.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	mcd_stats_reset(&stats);
+	ast_cli(a->fd, "memcached statistics reset\n");
+	return CLI_SUCCESS;
+}
+
+/*! memcached get|set|add|delete|incr KEY [VALUE]: one operation, as a dialplan call would do it. */
+static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	static const char *const choices[] = { "get", "set", "add", "delete", "incr", NULL };
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const char *op, *key;
+	char *value = NULL;
+	size_t value_len;
+	uint64_t number;
+	int64_t delta = 1;
+	mcd_rc rc;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached {get|set|add|delete|incr}";
+		e->usage = "Usage: memcached get KEY\n"
+			"       memcached set|add KEY VALUE\n"
+			"       memcached delete KEY\n"
+			"       memcached incr KEY [INCREMENT]\n"
+			"       Run one memcached operation on KEY (prefixkey applies, values use the\n"
+			"       configured ttl) and show the result.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return a->pos == 1 ? ast_cli_complete(a->word, choices, a->n) : NULL;
+	}
+	if (a->argc < 3 || a->argc > 4) {
+		return CLI_SHOWUSAGE;
+	}
+	op = a->argv[1];
+	key = a->argv[2];
+	if (((!strcmp(op, "set") || !strcmp(op, "add")) && a->argc != 4)
+		|| ((!strcmp(op, "get") || !strcmp(op, "delete")) && a->argc != 3)) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(holder = ao2_global_obj_ref(current_client))) {
+		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+		return CLI_FAILURE;
+	}
+	if (!strcmp(op, "get")) {
+		rc = mcd_get(holder->client, key, &value, &value_len);
+		if (rc == MCD_SUCCESS) {
+			ast_cli(a->fd, "%s\n", value);
+			mcd_value_free(value);
+		}
+	} else if (!strcmp(op, "set") || !strcmp(op, "add")) {
+		rc = mcd_store(holder->client, !strcmp(op, "set") ? MCD_STORE_SET : MCD_STORE_ADD, key,
+			a->argv[3], strlen(a->argv[3]), mcd_client_settings(holder->client)->ttl);
+	} else if (!strcmp(op, "delete")) {
+		rc = mcd_delete(holder->client, key);
+	} else {
+		if (a->argc == 4 && (mcd_parse_int64(a->argv[3], &delta) || delta > MCD_INCREMENT_MAX
+			|| delta < -MCD_INCREMENT_MAX)) {
+			rc = MCD_BAD_INCREMENT;
+		} else {
+			rc = mcd_counter_add(holder->client, key, delta, 0, &number);
+			if (rc == MCD_SUCCESS) {
+				ast_cli(a->fd, "%llu\n", (unsigned long long) number);
+			}
+		}
+	}
+	ast_cli(a->fd, "%s\n", mcd_rc_name(rc));
+	return CLI_SUCCESS;
+}
+
+static char *cli_flush(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	mcd_rc rc;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached flush";
+		e->usage = "Usage: memcached flush\n"
+			"       Drop every item on every configured memcached (all prefixes, all\n"
+			"       applications). Asks no confirmation; the log records it.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 2) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(holder = ao2_global_obj_ref(current_client))) {
+		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+		return CLI_FAILURE;
+	}
+	rc = mcd_flush(holder->client);
+	/* Remote consoles carry no user name: the console's uid is what can be said. */
+	ast_log(LOG_NOTICE, "memcached flush run from the CLI (console fd %d, uid %d): %s\n", a->fd,
+		(int) getuid(), mcd_rc_name(rc));
+	ast_cli(a->fd, "%s\n", mcd_rc_name(rc));
+	return CLI_SUCCESS;
+}
+
+/* --- AMI: the same operations for monitoring and web applications --- */
+
+/*! Open a successful response (the operation's own outcome is in Result:); the caller ends it. */
+static void ami_start(struct mansession *s, const struct message *m, mcd_rc rc)
+{
+	const char *id = astman_get_header(m, "ActionID");
+
+	astman_append(s, "Response: Success\r\n");
+	if (!ast_strlen_zero(id)) {
+		astman_append(s, "ActionID: %s\r\n", id);
+	}
+	astman_append(s, "Result: %s\r\n", mcd_rc_name(rc));
+}
+
+/*! The live client, or NULL after answering the action with an error. */
+static struct client_holder *ami_client(struct mansession *s, const struct message *m)
+{
+	struct client_holder *holder = ao2_global_obj_ref(current_client);
+
+	if (!holder) {
+		astman_send_error(s, m, "res_memcached has no configuration loaded");
+	}
+	return holder;
+}
+
+static int ami_get(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	char *value;
+	size_t value_len;
+	mcd_rc rc;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(holder = ami_client(s, m))) {
+		return 0;
+	}
+	rc = mcd_get(holder->client, key, &value, &value_len);
+	if (rc == MCD_SUCCESS && strpbrk(value, "\r\n")) {
+		/* A line break would end the AMI message early. */
+		mcd_value_free(value);
+		astman_send_error(s, m, "The value holds a line break; read it with MCD() instead");
+		return 0;
+	}
+	ami_start(s, m, rc);
+	astman_append(s, "Key: %s\r\nValue: %s\r\n\r\n", key, rc == MCD_SUCCESS ? value : "");
+	if (rc == MCD_SUCCESS) {
+		mcd_value_free(value);
+	}
+	return 0;
+}
+
+static int ami_set(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	const char *value = astman_get_header(m, "Value");
+	const char *ttl_text = astman_get_header(m, "TTL");
+	long ttl;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(holder = ami_client(s, m))) {
+		return 0;
+	}
+	ttl = default_ttl(holder);
+	if (!ast_strlen_zero(ttl_text) && mcd_parse_long(ttl_text, 0, MCD_TTL_MAX, &ttl)) {
+		astman_send_error(s, m, "TTL: must be a whole number of seconds");
+		return 0;
+	}
+	ami_start(s, m, mcd_store(holder->client, MCD_STORE_SET, key, value, strlen(value), ttl));
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+static int ami_delete(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(holder = ami_client(s, m))) {
+		return 0;
+	}
+	ami_start(s, m, mcd_delete(holder->client, key));
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+static int ami_increment(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	const char *increment = astman_get_header(m, "Increment");
+	int64_t delta = 1;
+	uint64_t value = 0;
+	mcd_rc rc;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!ast_strlen_zero(increment) && (mcd_parse_int64(increment, &delta)
+		|| delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX)) {
+		astman_send_error(s, m, "Increment: must be a whole number from -4294967295 to 4294967295");
+		return 0;
+	}
+	if (!(holder = ami_client(s, m))) {
+		return 0;
+	}
+	rc = mcd_counter_add(holder->client, key, delta, 0, &value);
+	ami_start(s, m, rc);
+	if (rc == MCD_SUCCESS) {
+		astman_append(s, "Value: %llu\r\n", (unsigned long long) value);
+	}
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+static int ami_status(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	struct mcd_server_report reports[MCD_MAX_SERVERS];
+	const char *id = astman_get_header(m, "ActionID");
+	unsigned int count;
+	int events = 0;
+
+	if (!(holder = ami_client(s, m))) {
+		return 0;
+	}
+	count = mcd_server_reports(holder->client, reports, ARRAY_LEN(reports));
+	astman_send_listack(s, m, "Memcached status will follow", "start");
+	for (unsigned int i = 0; i < count; i++, events++) {
+		const struct mcd_server_report *r = &reports[i];
+		astman_append(s, "Event: MemcachedServer\r\n");
+		if (!ast_strlen_zero(id)) {
+			astman_append(s, "ActionID: %s\r\n", id);
+		}
+		astman_append(s, "Server: %s\r\nState: %s\r\nVersion: %s\r\nItems: %llu\r\n"
+			"Connections: %llu\r\nHits: %llu\r\nMisses: %llu\r\n\r\n", r->address,
+			r->resting ? "resting" : (r->answered ? "up" : "no answer"), r->version, r->items,
+			r->connections, r->hits, r->misses);
+	}
+	for (int op = 0; op < MCD_OP_COUNT; op++, events++) {
+		const struct mcd_op_stats *st = &stats.ops[op];
+		unsigned long calls = st->calls;
+		astman_append(s, "Event: MemcachedOperation\r\n");
+		if (!ast_strlen_zero(id)) {
+			astman_append(s, "ActionID: %s\r\n", id);
+		}
+		astman_append(s, "Operation: %s\r\nCalls: %lu\r\nSucceeded: %lu\r\nMeanMicroseconds: %lu\r\n"
+			"WorstMicroseconds: %lu\r\n\r\n", mcd_op_name(op), calls,
+			(unsigned long) st->by_result[mcd_result_slot(MCD_SUCCESS)],
+			calls ? (unsigned long) st->total_us / calls : 0, (unsigned long) st->worst_us);
+	}
+	astman_send_list_complete_start(s, m, "MemcachedStatusComplete", events);
+	astman_send_list_complete_end(s);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int authority;
+	int (*handler)(struct mansession *s, const struct message *m);
+} manager_actions[] = {
+	{ "MemcachedGet", EVENT_FLAG_REPORTING, ami_get },
+	{ "MemcachedSet", EVENT_FLAG_SYSTEM, ami_set },
+	{ "MemcachedDelete", EVENT_FLAG_SYSTEM, ami_delete },
+	{ "MemcachedIncrement", EVENT_FLAG_SYSTEM, ami_increment },
+	{ "MemcachedStatus", EVENT_FLAG_REPORTING, ami_status },
+};
+
+static struct ast_cli_entry cli_commands[] = {
+	AST_CLI_DEFINE(cli_show_settings, "Show res_memcached's settings"),
+	AST_CLI_DEFINE(cli_show_servers, "Show each memcached server's state and stats"),
+	AST_CLI_DEFINE(cli_show_stats, "Show res_memcached's operation counts and times"),
+	AST_CLI_DEFINE(cli_reset_stats, "Reset res_memcached's operation counts"),
+	AST_CLI_DEFINE(cli_operation, "Run one memcached operation"),
+	AST_CLI_DEFINE(cli_flush, "Drop every item on every memcached server"),
 };
 
 static int unload_module(void)
 {
 	int res = 0;
 
+	ast_cli_unregister_multiple(cli_commands, ARRAY_LEN(cli_commands));
+	for (size_t i = 0; i < ARRAY_LEN(manager_actions); i++) {
+		res |= ast_manager_unregister(manager_actions[i].name);
+	}
 	for (size_t i = 0; i < ARRAY_LEN(applications); i++) {
 		res |= ast_unregister_application(applications[i].name);
 	}
@@ -462,6 +925,15 @@ static int load_module(void)
 	}
 	for (size_t i = 0; i < ARRAY_LEN(applications); i++) {
 		if (ast_register_application_xml(applications[i].name, applications[i].exec)) {
+			goto error;
+		}
+	}
+	if (ast_cli_register_multiple(cli_commands, ARRAY_LEN(cli_commands))) {
+		goto error;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(manager_actions); i++) {
+		if (ast_manager_register_xml(manager_actions[i].name, manager_actions[i].authority,
+			manager_actions[i].handler)) {
 			goto error;
 		}
 	}

@@ -2,7 +2,9 @@
 
 import pytest
 
-APPLICATIONS = ["mcdset", "mcdadd", "mcdreplace", "mcdappend", "mcdprepend", "mcddelete", "mcdget"]
+APPLICATIONS = ["mcdset", "mcdadd", "mcdreplace", "mcdappend", "mcdprepend", "mcddelete", "mcdget",
+                "mcdtouch"]
+ACTIONS = ["MemcachedGet", "MemcachedSet", "MemcachedDelete", "MemcachedIncrement", "MemcachedStatus"]
 
 
 @pytest.mark.parametrize("protocol", ["binary"], indirect=True)
@@ -25,3 +27,20 @@ def test_core_show_application_prints_the_documentation(pbx, application):
     synopsis = out.split("[Synopsis]")[1].split("[")[0].strip()
     assert synopsis and synopsis != "Not available"
     assert "res_memcached" in out
+
+
+@pytest.mark.parametrize("protocol", ["binary"], indirect=True)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_manager_show_command_prints_the_documentation(pbx, action):
+    out = pbx.ast.cli("manager show command " + action)
+    synopsis = out.split("[Synopsis]")[1].split("[")[0].strip()
+    assert synopsis and synopsis != "Not available"
+
+
+@pytest.mark.parametrize("protocol", ["binary"], indirect=True)
+def test_cli_help_lists_every_memcached_command(pbx):
+    out = pbx.ast.cli("core show help memcached")
+    for command in ("memcached show settings", "memcached show servers", "memcached show stats",
+                    "memcached reset stats", "memcached {get|set|add|delete|incr}",
+                    "memcached flush"):
+        assert command in out, command

@@ -278,7 +278,7 @@ static struct mcd_client *client_for(const char *prefix, bool binary)
 	assert_int_equal(mcd_settings_apply(&s, "binary_proto", binary ? "yes" : "no", err, sizeof(err)),
 		MCD_CONFIG_OK);
 	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
-	client = mcd_client_create(&s, err, sizeof(err));
+	client = mcd_client_create(&s, NULL, err, sizeof(err));
 	assert_non_null(client);
 	return client;
 }
@@ -407,7 +407,7 @@ static void unresolvable_server_fails_at_creation(void **state)
 	mcd_settings_defaults(&s);
 	mcd_settings_apply(&s, "server", "no-such-host.invalid", err, sizeof(err));
 	mcd_settings_finish(&s, err, sizeof(err));
-	assert_null(mcd_client_create(&s, err, sizeof(err)));
+	assert_null(mcd_client_create(&s, NULL, err, sizeof(err)));
 	assert_non_null(strstr(err, "cannot resolve server 'no-such-host.invalid'"));
 }
 
