@@ -29,7 +29,7 @@ CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
 CORE_HEADERS := $(wildcard src/*.h)
 
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
-	load fuzz-long sandbox
+	load fuzz-long bench bench-here sandbox
 
 all: res_memcached.so
 
@@ -84,6 +84,13 @@ load-here: install
 	LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS) LOAD_OUTSIDE=5000 \
 		python3 -m pytest -q -s -p no:cacheprovider tests/asterisk/test_load.py
 
+# The benchmark: a table of figures, never a pass or fail.
+bench/raw: bench/raw.c
+	$(CC) -O2 $(WARNINGS) -pthread $(MEMCACHED_CFLAGS) -o $@ $< $(MEMCACHED_LIBS)
+
+bench-here: install bench/raw
+	python3 bench/bench.py
+
 # Every suite (unit, Asterisk, a short fuzz), then one line that sums them up.
 check: tests/unit/run_unit $(FUZZERS) install
 	tests/run-all.sh
@@ -105,8 +112,11 @@ test:
 load:
 	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)
 
+bench:
+	sandbox/run.sh bench-here
+
 fuzz-long:
 	sandbox/run.sh fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 clean:
-	rm -f res_memcached.so tests/unit/run_unit $(FUZZERS)
+	rm -f res_memcached.so tests/unit/run_unit $(FUZZERS) bench/raw

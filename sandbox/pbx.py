@@ -95,7 +95,7 @@ class Asterisk:
     AMI_SECRET = "tests-secret"
 
     def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0,
-                 ami=False):
+                 ami=False, verbose_log=True):
         self.dir = tempfile.mkdtemp(prefix="ast-")
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "run", "log", "lib", "spool"):
@@ -118,7 +118,9 @@ documentation_language = en_US
 """.format(d=self.dir, mods=module_dir()))
         self._write("modules.conf", "[modules]\nautoload=no\n"
                     + "".join("load => %s\n" % m for m in modules))
-        self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error,verbose(3)\n")
+        # The tests read what the dialplan did from the verbose log; a benchmark leaves it out.
+        self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error%s\n"
+                    % (",verbose(3)" if verbose_log else ""))
         self._write("extensions.conf", extensions)
         # The manager interface (AMI) listens only when asked, on a free loopback port.
         self.ami_port = free_port() if ami else None

@@ -9,7 +9,7 @@ root=$("$here/sandbox/root.sh")
 work=$(mktemp -d "$root/tmp/res_memcached.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-tar -C "$here" --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config --exclude=tests/fuzz/fuzz_parsers -cf - . | tar -C "$work" -xf -
+tar -C "$here" --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config --exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$work" -xf -
 
 unshare --mount --pid --fork --mount-proc="$root/proc" \
 	chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
