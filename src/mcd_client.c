@@ -697,11 +697,9 @@ unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_rep
 	}
 	for (unsigned int i = 0; i < s->server_count && i < max; i++) {
 		struct mcd_server_report *r = &reports[i];
-		const bool v6 = strchr(s->servers[i].host, ':') != NULL;
 
 		memset(r, 0, sizeof(*r));
-		snprintf(r->address, sizeof(r->address), "%s%s%s:%u", v6 ? "[" : "", s->servers[i].host,
-			v6 ? "]" : "", s->servers[i].port);
+		mcd_server_address(&s->servers[i], r->address);
 		r->resting = atomic_load(&client->health[i].resting_until) > now_monotonic();
 		/* Every memcached states its version; a server that did not answer leaves it empty. */
 		if (stats && stats[i].version[0]) {

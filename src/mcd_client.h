@@ -83,7 +83,7 @@ struct mcd_stats {
 
 /* One server as "memcached show servers" reports it. */
 struct mcd_server_report {
-	char address[MCD_HOST_LEN + 8];
+	char address[MCD_ADDRESS_LEN];
 	bool answered;               /* it answered "stats" just now */
 	bool resting;                /* skipped after repeated faults, for retry_timeout */
 	char version[32];

@@ -111,6 +111,15 @@ int mcd_parse_server(const char *text, struct mcd_server *server, char *err, siz
 	return 0;
 }
 
+const char *mcd_server_address(const struct mcd_server *server, char buf[MCD_ADDRESS_LEN])
+{
+	const bool v6 = strchr(server->host, ':') != NULL;
+
+	snprintf(buf, MCD_ADDRESS_LEN, "%s%s%s:%u", v6 ? "[" : "", server->host, v6 ? "]" : "",
+		server->port);
+	return buf;
+}
+
 static int parse_bool(const char *value, bool *out)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };

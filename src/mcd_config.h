@@ -75,6 +75,12 @@ int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen)
 /*! Parse "host", "host:port", "[v6addr]" or "[v6addr]:port". 0 on success, else -1 and err. */
 int mcd_parse_server(const char *text, struct mcd_server *server, char *err, size_t errlen);
 
+/* Room for "[host]:port". */
+#define MCD_ADDRESS_LEN (MCD_HOST_LEN + 8)
+
+/*! Write server as host:port, or [host]:port for an IPv6 address, into buf; returns buf. */
+const char *mcd_server_address(const struct mcd_server *server, char buf[MCD_ADDRESS_LEN]);
+
 /*! The name of hash function index i (as written in memcached.conf), or NULL past the end. */
 const char *mcd_hash_name(int i);
 

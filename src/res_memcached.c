@@ -102,9 +102,9 @@ static void log_settings(const struct mcd_settings *settings)
 	struct ast_str *servers = ast_str_alloca(MCD_MAX_SERVERS * (MCD_HOST_LEN + 10));
 
 	for (unsigned int i = 0; i < settings->server_count; i++) {
-		const struct mcd_server *server = &settings->servers[i];
-		ast_str_append(&servers, 0, "%s%s%s%s:%u", i ? ", " : "", strchr(server->host, ':') ? "[" : "",
-			server->host, strchr(server->host, ':') ? "]" : "", server->port);
+		char address[MCD_ADDRESS_LEN];
+		ast_str_append(&servers, 0, "%s%s", i ? ", " : "", mcd_server_address(&settings->servers[i],
+			address));
 	}
 	ast_verb(2, "res_memcached: servers %s; prefix '%s'; ttl %ld s; %s protocol\n",
 		ast_str_buffer(servers), settings->prefix, settings->ttl,
@@ -472,6 +472,17 @@ static const struct {
 
 /* --- CLI --- */
 
+/*! The live client with a reference held, or NULL after saying so on the console. */
+static struct client_holder *cli_client(struct ast_cli_args *a)
+{
+	struct client_holder *holder = ao2_global_obj_ref(current_client);
+
+	if (!holder) {
+		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	}
+	return holder;
+}
+
 static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
@@ -489,15 +500,13 @@ static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_
 	if (a->argc != 3) {
 		return CLI_SHOWUSAGE;
 	}
-	if (!(holder = ao2_global_obj_ref(current_client))) {
-		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	if (!(holder = cli_client(a))) {
 		return CLI_FAILURE;
 	}
 	s = mcd_client_settings(holder->client);
 	for (unsigned int i = 0; i < s->server_count; i++) {
-		const bool v6 = strchr(s->servers[i].host, ':') != NULL;
-		ast_cli(a->fd, "%-22s %s%s%s:%u\n", "server", v6 ? "[" : "", s->servers[i].host, v6 ? "]" : "",
-			s->servers[i].port);
+		char address[MCD_ADDRESS_LEN];
+		ast_cli(a->fd, "%-22s %s\n", "server", mcd_server_address(&s->servers[i], address));
 	}
 	ast_cli(a->fd, "%-22s %s\n", "prefixkey", s->prefix);
 	ast_cli(a->fd, "%-22s %ld s\n", "ttl", s->ttl);
@@ -537,8 +546,7 @@ static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_a
 	if (a->argc != 3) {
 		return CLI_SHOWUSAGE;
 	}
-	if (!(holder = ao2_global_obj_ref(current_client))) {
-		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	if (!(holder = cli_client(a))) {
 		return CLI_FAILURE;
 	}
 	count = mcd_server_reports(holder->client, reports, ARRAY_LEN(reports));
@@ -647,8 +655,7 @@ static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args
 		|| ((!strcmp(op, "get") || !strcmp(op, "delete")) && a->argc != 3)) {
 		return CLI_SHOWUSAGE;
 	}
-	if (!(holder = ao2_global_obj_ref(current_client))) {
-		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	if (!(holder = cli_client(a))) {
 		return CLI_FAILURE;
 	}
 	if (!strcmp(op, "get")) {
@@ -695,8 +702,7 @@ static char *cli_flush(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 	if (a->argc != 2) {
 		return CLI_SHOWUSAGE;
 	}
-	if (!(holder = ao2_global_obj_ref(current_client))) {
-		ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	if (!(holder = cli_client(a))) {
 		return CLI_FAILURE;
 	}
 	rc = mcd_flush(holder->client);

@@ -113,6 +113,12 @@ static void servers_parse_in_every_form(void **state)
 	assert_int_equal(srv.port, 11212);
 	assert_int_equal(mcd_parse_server("[fe80::1]", &srv, err, sizeof(err)), 0);
 	assert_string_equal(srv.host, "fe80::1");
+	{
+		char address[MCD_ADDRESS_LEN];
+		assert_string_equal(mcd_server_address(&srv, address), "[fe80::1]:11211");
+		mcd_parse_server("10.0.0.1:99", &srv, err, sizeof(err));
+		assert_string_equal(mcd_server_address(&srv, address), "10.0.0.1:99");
+	}
 
 	assert_int_equal(mcd_parse_server("::1", &srv, err, sizeof(err)), -1);
 	assert_string_equal(err, "'::1': write an IPv6 address as [address]:port");
