@@ -69,22 +69,13 @@ def test_restarted_server_is_used_again_without_reload(start_pbx, figures):
         server.stop()
 
 
-def test_full_pool_gives_pool_exhausted(start_pbx, hung, figures):
-    # One connection, held for 3 s by a call waiting on a hung server.
-    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=0",
-                            "timeout=3000", "connect_timeout=3000"))
-    pbx.ast.cli("channel originate Local/hold@tests application Wait 0")
-    time.sleep(1.0)
-    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_POOL_EXHAUSTED")
-    figures("pool_size=1 busy, pool_wait=0: the next call waited %.3f s for "
-            "MEMCACHED_POOL_EXHAUSTED" % pbx.elapsed)
-
-
-def test_pool_wait_bounds_the_wait_for_a_connection(start_pbx, hung, figures):
-    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=1",
+@pytest.mark.parametrize("pool_wait", [0, 1])
+def test_full_pool_gives_pool_exhausted(start_pbx, hung, figures, pool_wait):
+    # One connection, held for 5 s by a call waiting on a hung server.
+    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=%d" % pool_wait,
                             "timeout=5000", "connect_timeout=5000"))
     pbx.ast.cli("channel originate Local/hold@tests application Wait 0")
     time.sleep(1.0)
     assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_POOL_EXHAUSTED")
-    figures("pool_size=1 busy, pool_wait=1: the next call waited %.3f s for "
-            "MEMCACHED_POOL_EXHAUSTED" % pbx.elapsed)
+    figures("pool_size=1 busy, pool_wait=%d: the next call waited %.3f s for "
+            "MEMCACHED_POOL_EXHAUSTED" % (pool_wait, pbx.elapsed))
