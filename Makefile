@@ -23,7 +23,7 @@ CFLAGS ?= -O2 -g
 MEMCACHED_CFLAGS := $(shell pkg-config --cflags libmemcached 2>/dev/null)
 MEMCACHED_LIBS := $(shell pkg-config --libs libmemcached 2>/dev/null || echo -lmemcached -lmemcachedutil)
 MODULE_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached\" \
-	-DAST_MODULE_SELF_SYM=__internal_res_memcached_self -I$(ASTERISK_INCLUDE_DIR)
+	-DAST_MODULE_SELF_SYM=__internal_res_memcached_self -isystem $(ASTERISK_INCLUDE_DIR)
 
 CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
 CORE_HEADERS := $(wildcard src/*.h)

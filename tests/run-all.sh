@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the unit tests, a short fuzz of the parsers and the Asterisk tests, then
+# Build against Asterisk 16's headers, run the unit tests, a short fuzz of the
+# parsers and the Asterisk tests, then
 # print one closing line, "tests: N passed, N failed", summing them. Exits
 # non-zero on any failure.
 set -uo pipefail
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 
+sandbox/asterisk16.sh 2>&1 | tee "$results/asterisk16.txt"
+asterisk16_status=${PIPESTATUS[0]}
 sandbox/with-memcached.sh tests/unit/run_unit 2>&1 | tee "$results/unit.txt"
 unit_status=${PIPESTATUS[0]}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} tests/fuzz/run.sh tests/fuzz/fuzz_config tests/fuzz/fuzz_parsers \
@@ -21,12 +24,13 @@ if [ -s "$results/figures.txt" ]; then
 	sed 's/^/  /' "$results/figures.txt"
 fi
 
-python3 - "$results" "$unit_status" "$asterisk_status" "$fuzz_status" <<'PY'
+python3 - "$results" "$unit_status" "$asterisk_status" "$fuzz_status" "$asterisk16_status" <<'PY'
 import re
 import sys
 import xml.etree.ElementTree as ET
 
-results, unit_status, asterisk_status, fuzz_status = sys.argv[1], *map(int, sys.argv[2:5])
+results = sys.argv[1]
+unit_status, asterisk_status, fuzz_status, asterisk16_status = map(int, sys.argv[2:6])
 text = open(results + "/unit.txt", errors="replace").read()
 # cmocka closes with "[==========] tests: N test(s) run." and "[  PASSED  ] N test(s)."
 run = re.search(r"\] tests: (\d+) test\(s\) run", text)
@@ -47,9 +51,15 @@ passed = total - failed - skipped
 fuzz = re.search(r"^fuzz: (\d+) passed, (\d+) failed", open(results + "/fuzz.txt").read(), re.M)
 fuzz_passed, fuzz_failed = (int(fuzz.group(1)), int(fuzz.group(2))) if fuzz else (0, 1)
 fuzz_failed = max(fuzz_failed, 1 if fuzz_status else 0)
+build16 = re.search(r"^asterisk16: (\d+) passed, (\d+) failed", open(results + "/asterisk16.txt").read(),
+                    re.M)
+fuzz_passed += int(build16.group(1)) if build16 else 0
+fuzz_failed += int(build16.group(2)) if build16 else 1
+fuzz_failed = max(fuzz_failed, 1 if asterisk16_status else 0)
 print("unit: %d passed, %d failed" % (unit_passed, unit_failed))
 print("asterisk: %d passed, %d failed" % (passed, failed))
 print("tests: %d passed, %d failed" % (unit_passed + passed + fuzz_passed,
                                        unit_failed + failed + fuzz_failed))
 PY
-[ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ]
+[ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ] \
+	&& [ "$asterisk16_status" -eq 0 ]
