@@ -1,12 +1,15 @@
-# res_memcached: build, install, test, demo.
+# res_memcached: build, install, test, demo, bench.
 #
 # Where Asterisk and its headers are installed (a real PBX, or the sandbox):
 #   make && make install      build res_memcached.so and install it, its docs and a sample config
-#   make check                unit tests + tests in a private Asterisk (needs memcached, python3)
+#   make check                every suite: Asterisk 16 build, unit, fuzz, tests in a private Asterisk
 #   make run-demo             run the demo dialplan in a private Asterisk
 # On a plain Debian machine, everything runs inside the Debian sid sandbox:
 #   make demo                 build the sandbox once, then build, install and run the demo in it
 #   make test                 build the sandbox once, then build, install and run every test in it
+#   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
+#   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
+#   make bench                the benchmark table (bench/bench.py)
 
 ASTERISK_INCLUDE_DIR ?= /usr/include
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
