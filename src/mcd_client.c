@@ -28,7 +28,9 @@ _Static_assert(MEMCACHED_HASH_DEFAULT == 0 && MEMCACHED_HASH_MD5 == 1 && MEMCACH
 	&& MEMCACHED_HASH_JENKINS == 9, "hash_names in mcd_config.c must follow memcached_hash_t");
 _Static_assert((int) MCD_ARGUMENT_NEEDED > (int) MEMCACHED_MAXIMUM_RETURN, "own results must not overlap");
 _Static_assert((int) MCD_SUCCESS == (int) MEMCACHED_SUCCESS && (int) MCD_NOTFOUND == (int) MEMCACHED_NOTFOUND
-	&& (int) MCD_NO_SERVERS == (int) MEMCACHED_NO_SERVERS, "mcd_client.h mirrors libmemcached's numbers");
+	&& (int) MCD_NO_SERVERS == (int) MEMCACHED_NO_SERVERS
+	&& (int) MCD_SERVER_TEMPORARILY_DISABLED == (int) MEMCACHED_SERVER_TEMPORARILY_DISABLED,
+	"mcd_client.h mirrors libmemcached's numbers");
 
 /* memcached takes an expiry above 30 days as an absolute Unix time. */
 #define RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
@@ -382,8 +384,7 @@ static long now_monotonic(void)
 	return (long) ts.tv_sec;
 }
 
-/* Results that say the server itself is unwell, as opposed to an answer it gave. */
-static bool is_server_fault(mcd_rc rc)
+bool mcd_rc_is_server_fault(mcd_rc rc)
 {
 	return rc == MEMCACHED_TIMEOUT || rc == MEMCACHED_CONNECTION_FAILURE
 		|| rc == MEMCACHED_WRITE_FAILURE || rc == MEMCACHED_READ_FAILURE || rc == MEMCACHED_ERRNO
@@ -437,7 +438,7 @@ static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
 		return rc;
 	}
 	struct server_health *health = &client->health[call->server];
-	if (!is_server_fault(rc)) {
+	if (!mcd_rc_is_server_fault(rc)) {
 		atomic_store(&health->faults, 0);
 	} else if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
 		/* libmemcached rests a server only after connect failures, and only in the

@@ -30,6 +30,7 @@ enum {
 	MCD_SUCCESS = 0,             /* MEMCACHED_SUCCESS */
 	MCD_NOTFOUND = 16,           /* MEMCACHED_NOTFOUND */
 	MCD_NO_SERVERS = 20,         /* MEMCACHED_NO_SERVERS */
+	MCD_SERVER_TEMPORARILY_DISABLED = 47, /* MEMCACHED_SERVER_TEMPORARILY_DISABLED */
 };
 
 enum {
@@ -110,6 +111,9 @@ void mcd_stats_reset(struct mcd_stats *stats);
 
 /*! True for results that are ordinary answers (success, miss, exists, not stored), not faults. */
 bool mcd_rc_is_answer(mcd_rc rc);
+
+/*! True for results that say a server is unwell (timeouts, refused or broken connections). */
+bool mcd_rc_is_server_fault(mcd_rc rc);
 
 /*! Build a client (resolving host names now, connecting lazily) that counts into stats
  * (may be NULL). NULL and err on failure. */

@@ -16,6 +16,8 @@
 
 #include "asterisk.h"
 
+#include <stdatomic.h>
+
 #include "asterisk/app.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/channel.h"
@@ -142,6 +144,13 @@ static void set_result(struct ast_channel *chan, mcd_rc rc)
 	pbx_builtin_setvar_helper(chan, "MCDRESULT", mcd_rc_name(rc));
 }
 
+/* A dead or hung server makes every call fail: its first failure is logged, the
+ * rest within this many seconds are counted and told with the next one logged. */
+#define FAULT_LOG_WINDOW 10
+
+static atomic_long fault_logged_at;
+static atomic_ulong faults_not_logged;
+
 /*! Log a failed operation, unless it was an ordinary answer such as a miss. */
 static void log_failure(const char *what, const char *key, mcd_rc rc)
 {
@@ -154,6 +163,22 @@ static void log_failure(const char *what, const char *key, mcd_rc rc)
 		ast_log(LOG_WARNING, "%s of a key with spaces or control characters refused: %s\n",
 			what, mcd_rc_name(rc));
 		return;
+	}
+	if (mcd_rc_is_server_fault(rc) || rc == MCD_SERVER_TEMPORARILY_DISABLED) {
+		long now = (long) time(NULL);
+		unsigned long skipped;
+
+		if (now - atomic_load(&fault_logged_at) < FAULT_LOG_WINDOW) {
+			atomic_fetch_add(&faults_not_logged, 1);
+			return;
+		}
+		atomic_store(&fault_logged_at, now);
+		skipped = atomic_exchange(&faults_not_logged, 0);
+		if (skipped) {
+			ast_log(LOG_WARNING, "%s '%s' failed: %s (and %lu more server failures not logged "
+				"since the last one)\n", what, S_OR(key, ""), mcd_rc_name(rc), skipped);
+			return;
+		}
 	}
 	ast_log(LOG_WARNING, "%s '%s' failed: %s\n", what, S_OR(key, ""), mcd_rc_name(rc));
 }

@@ -79,3 +79,16 @@ def test_full_pool_gives_pool_exhausted(start_pbx, hung, figures, pool_wait):
     assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_POOL_EXHAUSTED")
     figures("pool_size=1 busy, pool_wait=%d: the next call waited %.3f s for "
             "MEMCACHED_POOL_EXHAUSTED" % (pool_wait, pbx.elapsed))
+
+
+def test_a_dead_server_does_not_flood_the_log(start_pbx):
+    from free_port import free_port
+    pbx = start_pbx(general("server=127.0.0.1:%d" % free_port(), "retry_timeout=60"))
+    mark = pbx.log_mark()
+    for n in range(10):
+        assert pbx.fn("${MCD(k%d)}" % n)[1] in ("MEMCACHED_CONNECTION_FAILURE",
+                                                "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    warnings = [line for line in pbx.log_since(mark).splitlines()
+                if "WARNING" in line and "MCD read" in line]
+    # The first failure is logged; the rest are counted for the next warning, 10 s on.
+    assert len(warnings) == 1, warnings
