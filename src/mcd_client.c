@@ -226,7 +226,8 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		{ MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, (uint64_t) s->retry_timeout_s, "retry_timeout" },
 		{ MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, (uint64_t) s->server_failure_limit,
 			"server_failure_limit" },
-		/* Timeouts count as failures too: a hung server is as bad as a dead one. */
+		/* libmemcached's own count of connect timeouts uses the same limit (read timeouts
+		 * it never counts: call_end does). */
 		{ MEMCACHED_BEHAVIOR_SERVER_TIMEOUT_LIMIT, (uint64_t) s->server_failure_limit,
 			"server_failure_limit" },
 		{ MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, s->remove_failed_servers, "remove_failed_servers" },
@@ -417,8 +418,8 @@ static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, str
 		return rc;
 	}
 	call->server = NO_SERVER;
-	/* With remove_failed_servers libmemcached moves the keys itself; the rest-period here
-	 * is for the other case, and it is shared by every pooled handle. */
+	/* With remove_failed_servers or replicas libmemcached moves to other servers itself,
+	 * which a rest-period here would prevent; otherwise it is shared by every pooled handle. */
 	if (!client->settings.remove_failed_servers && !client->settings.replicas) {
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
 		if (call->server < MCD_MAX_SERVERS

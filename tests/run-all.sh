@@ -48,18 +48,22 @@ except (OSError, ET.ParseError):
     total, failed, skipped = 0, 1, 0
 failed = max(failed, 1 if asterisk_status else 0)
 passed = total - failed - skipped
-fuzz = re.search(r"^fuzz: (\d+) passed, (\d+) failed", open(results + "/fuzz.txt").read(), re.M)
-fuzz_passed, fuzz_failed = (int(fuzz.group(1)), int(fuzz.group(2))) if fuzz else (0, 1)
-fuzz_failed = max(fuzz_failed, 1 if fuzz_status else 0)
-build16 = re.search(r"^asterisk16: (\d+) passed, (\d+) failed", open(results + "/asterisk16.txt").read(),
-                    re.M)
-fuzz_passed += int(build16.group(1)) if build16 else 0
-fuzz_failed += int(build16.group(2)) if build16 else 1
-fuzz_failed = max(fuzz_failed, 1 if asterisk16_status else 0)
+
+
+def plain_suite(name, status):
+    """A suite that closes with "NAME: N passed, N failed"; a non-zero exit is a failure."""
+    found = re.search(r"^%s: (\d+) passed, (\d+) failed" % name,
+                      open(results + "/" + name + ".txt").read(), re.M)
+    passed, failed = (int(found.group(1)), int(found.group(2))) if found else (0, 1)
+    return passed, max(failed, 1 if status else 0)
+
+
+fuzz_passed, fuzz_failed = plain_suite("fuzz", fuzz_status)
+build16_passed, build16_failed = plain_suite("asterisk16", asterisk16_status)
 print("unit: %d passed, %d failed" % (unit_passed, unit_failed))
 print("asterisk: %d passed, %d failed" % (passed, failed))
-print("tests: %d passed, %d failed" % (unit_passed + passed + fuzz_passed,
-                                       unit_failed + failed + fuzz_failed))
+print("tests: %d passed, %d failed" % (unit_passed + passed + fuzz_passed + build16_passed,
+                                       unit_failed + failed + fuzz_failed + build16_failed))
 PY
 [ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ] \
 	&& [ "$asterisk16_status" -eq 0 ]
