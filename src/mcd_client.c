@@ -51,6 +51,10 @@ struct mcd_client {
 	 * refusal it does not expect, such as a server that wants credentials. */
 	memcached_st *counter_master;
 	memcached_pool_st *counter_pool;
+	/* Fire-and-forget writes: a text-protocol pool with noreply, or NULL (see
+	 * mcd_client_has_noreply). Its connections never read, so nothing else uses them. */
+	memcached_st *noreply_master;
+	memcached_pool_st *noreply_pool;
 	struct mcd_stats *stats;     /* where operations are counted, or NULL */
 	size_t prefix_len;
 };
@@ -115,6 +119,7 @@ const char *mcd_rc_name(mcd_rc rc)
 	case MCD_BAD_INCREMENT: return "MEMCACHED_BAD_INCREMENT";
 	case MCD_BINARY_PROTO_NEEDED: return "MEMCACHED_BINARY_PROTO_NEEDED";
 	case MCD_POOL_EXHAUSTED: return "MEMCACHED_POOL_EXHAUSTED";
+	case MCD_SENT: return "MEMCACHED_SENT";
 	}
 	return "MEMCACHED_UNKNOWN_RESULT";
 }
@@ -124,7 +129,7 @@ const char *mcd_rc_name(mcd_rc rc)
 const char *mcd_op_name(enum mcd_op op)
 {
 	static const char *const names[MCD_OP_COUNT] = {
-		"get", "set", "add", "replace", "append", "prepend", "delete", "counter", "touch",
+		"get", "set", "add", "replace", "append", "prepend", "delete", "counter", "touch", "mget",
 	};
 
 	return op < MCD_OP_COUNT ? names[op] : "?";
@@ -133,7 +138,7 @@ const char *mcd_op_name(enum mcd_op op)
 /* libmemcached's results keep their numbers; the module's own follow them. */
 #define OWN_RESULTS_SLOT 50
 _Static_assert(MEMCACHED_MAXIMUM_RETURN <= OWN_RESULTS_SLOT, "slots for libmemcached's results");
-_Static_assert(OWN_RESULTS_SLOT + (MCD_POOL_EXHAUSTED - MCD_ARGUMENT_NEEDED) < MCD_RESULT_SLOTS - 1,
+_Static_assert(OWN_RESULTS_SLOT + (MCD_OWN_RESULT_LAST - MCD_ARGUMENT_NEEDED) < MCD_RESULT_SLOTS - 1,
 	"slots for the module's own results");
 
 int mcd_result_slot(mcd_rc rc)
@@ -141,7 +146,7 @@ int mcd_result_slot(mcd_rc rc)
 	if (rc >= 0 && rc < MEMCACHED_MAXIMUM_RETURN) {
 		return rc;
 	}
-	if (rc >= MCD_ARGUMENT_NEEDED && rc <= MCD_POOL_EXHAUSTED) {
+	if (rc >= MCD_ARGUMENT_NEEDED && rc <= MCD_OWN_RESULT_LAST) {
 		return OWN_RESULTS_SLOT + (rc - MCD_ARGUMENT_NEEDED);
 	}
 	return MCD_RESULT_SLOTS - 1;
@@ -171,7 +176,8 @@ void mcd_stats_reset(struct mcd_stats *stats)
 bool mcd_rc_is_answer(mcd_rc rc)
 {
 	return rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_NOTSTORED
-		|| rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_STORED || rc == MEMCACHED_DELETED;
+		|| rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_STORED || rc == MEMCACHED_DELETED
+		|| rc == MCD_SENT;
 }
 
 long mcd_wire_expiry(long ttl, long now)
@@ -251,6 +257,22 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 	return 0;
 }
 
+/* A text-protocol copy of master without replicas (and with noreply if asked), and its
+ * pool, for counters and fire-and-forget writes. Nonzero on failure. */
+static int text_pool(memcached_st *master, bool noreply, long size, memcached_st **copy,
+	memcached_pool_st **pool)
+{
+	*copy = memcached_clone(NULL, master);
+	if (!*copy
+		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0))
+		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0))
+		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_NOREPLY, noreply))) {
+		return -1;
+	}
+	*pool = memcached_pool_create(*copy, 1, (uint32_t) size);
+	return *pool ? 0 : -1;
+}
+
 struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
 	char *err, size_t errlen)
 {
@@ -301,18 +323,17 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 		snprintf(err, errlen, "cannot create a connection pool of %ld", settings->pool_size);
 		goto failed;
 	}
-	if (settings->binary_protocol && !settings->username[0]) {
-		client->counter_master = memcached_clone(NULL, client->master);
-		if (!client->counter_master
-			|| memcached_failed(memcached_behavior_set(client->counter_master,
-				MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0))
-			|| memcached_failed(memcached_behavior_set(client->counter_master,
-				MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0))
-			|| !(client->counter_pool = memcached_pool_create(client->counter_master, 1,
-				(uint32_t) settings->pool_size))) {
-			snprintf(err, errlen, "cannot create the counters' connection pool");
-			goto failed;
-		}
+	if (settings->binary_protocol && !settings->username[0]
+		&& text_pool(client->master, false, settings->pool_size, &client->counter_master,
+			&client->counter_pool)) {
+		snprintf(err, errlen, "cannot create the counters' connection pool");
+		goto failed;
+	}
+	if (!settings->username[0] && !settings->replicas
+		&& text_pool(client->master, true, settings->pool_size, &client->noreply_master,
+			&client->noreply_pool)) {
+		snprintf(err, errlen, "cannot create the noreply connection pool");
+		goto failed;
 	}
 	return client;
 
@@ -331,6 +352,12 @@ void mcd_client_destroy(struct mcd_client *client)
 	}
 	if (client->counter_master) {
 		memcached_free(client->counter_master);
+	}
+	if (client->noreply_pool) {
+		memcached_pool_destroy(client->noreply_pool);
+	}
+	if (client->noreply_master) {
+		memcached_free(client->noreply_master);
 	}
 	if (client->pool) {
 		memcached_pool_destroy(client->pool);
@@ -407,6 +434,41 @@ static memcached_st *take_connection(struct mcd_client *client, memcached_pool_s
 	return memc;
 }
 
+/* Note whether server (an index, or NO_SERVER) answered, for the shared rest-period. */
+static void note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
+{
+	struct server_health *health;
+
+	if (server >= MCD_MAX_SERVERS) {
+		return;
+	}
+	health = &client->health[server];
+	if (!mcd_rc_is_server_fault(rc)) {
+		/* Read first: a store on every success would bounce the line between CPUs. */
+		if (atomic_load(&health->faults)) {
+			atomic_store(&health->faults, 0);
+		}
+	} else if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
+		/* libmemcached rests a server only after connect failures, and only in the
+		 * one handle that saw them: a hung server would cost every call a timeout. */
+		atomic_store(&health->resting_until, now_monotonic() + client->settings.retry_timeout_s);
+	}
+}
+
+/* True when server is in its rest-period after repeated faults. */
+static bool server_resting(struct mcd_client *client, uint32_t server)
+{
+	return server < MCD_MAX_SERVERS
+		&& atomic_load(&client->health[server].resting_until) > now_monotonic();
+}
+
+/* Whether calls track server health here: with remove_failed_servers or replicas
+ * libmemcached moves to other servers itself, which a rest-period would prevent. */
+static bool tracks_health(const struct mcd_client *client)
+{
+	return !client->settings.remove_failed_servers && !client->settings.replicas;
+}
+
 /* For call->key: take a connection from pool, and refuse at once when the key's server
  * is resting after repeated faults. On anything but success there is nothing to end. */
 static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, struct call *call)
@@ -418,12 +480,9 @@ static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, str
 		return rc;
 	}
 	call->server = NO_SERVER;
-	/* With remove_failed_servers or replicas libmemcached moves to other servers itself,
-	 * which a rest-period here would prevent; otherwise it is shared by every pooled handle. */
-	if (!client->settings.remove_failed_servers && !client->settings.replicas) {
+	if (tracks_health(client)) {
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
-		if (call->server < MCD_MAX_SERVERS
-			&& atomic_load(&client->health[call->server].resting_until) > now_monotonic()) {
+		if (server_resting(client, call->server)) {
 			memcached_pool_release(pool, call->memc);
 			return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
 		}
@@ -435,17 +494,7 @@ static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, str
 static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
 {
 	memcached_pool_release(call->pool, call->memc);
-	if (call->server >= MCD_MAX_SERVERS) {
-		return rc;
-	}
-	struct server_health *health = &client->health[call->server];
-	if (!mcd_rc_is_server_fault(rc)) {
-		atomic_store(&health->faults, 0);
-	} else if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
-		/* libmemcached rests a server only after connect failures, and only in the
-		 * one handle that saw them: a hung server would cost every call a timeout. */
-		atomic_store(&health->resting_until, now_monotonic() + client->settings.retry_timeout_s);
-	}
+	note_server(client, call->server, rc);
 	return rc;
 }
 
@@ -484,8 +533,8 @@ void mcd_value_free(char *value)
 	free(value);
 }
 
-static mcd_rc store_value(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
-	const char *value, size_t value_len, long ttl)
+static mcd_rc store_value(struct mcd_client *client, memcached_pool_st *pool,
+	enum mcd_store_mode mode, const char *key, const char *value, size_t value_len, long ttl)
 {
 	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
@@ -500,7 +549,7 @@ static mcd_rc store_value(struct mcd_client *client, enum mcd_store_mode mode, c
 	if (value_len > (size_t) client->settings.max_value_length) {
 		return MCD_VALUE_TOO_LONG;
 	}
-	if ((rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+	if ((rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	switch (mode) {
@@ -523,12 +572,12 @@ static mcd_rc store_value(struct mcd_client *client, enum mcd_store_mode mode, c
 	return call_end(client, &call, rc);
 }
 
-static mcd_rc delete_key(struct mcd_client *client, const char *key)
+static mcd_rc delete_key(struct mcd_client *client, memcached_pool_st *pool, const char *key)
 {
 	struct call call;
 	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
@@ -591,6 +640,188 @@ static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 	return call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
 }
 
+/* A counter step without waiting: "add 0" creates a missing counter (and is refused
+ * unseen when it exists), then incr/decr moves it. Both ride one noreply connection. */
+static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int64_t delta, long ttl)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	uint64_t ignored;
+	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	if (delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX) {
+		return MCD_BAD_INCREMENT;
+	}
+	if ((rc = call_begin(client, client->noreply_pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	rc = memcached_add(call.memc, call.key, call.key_len, "0", 1, expiry, 0);
+	if (rc == MEMCACHED_SUCCESS && delta) {
+		uint32_t step = (uint32_t) (delta < 0 ? -delta : delta);
+
+		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, &ignored)
+			: memcached_increment(call.memc, call.key, call.key_len, step, &ignored);
+	}
+	return call_end(client, &call, rc);
+}
+
+/* mget's work: the wire keys (key i at keys + i * (MCD_KEY_MAX + 1)), the item each
+ * was built for and the server it lives on. */
+struct mget_call {
+	char *keys;
+	const char *wire[MCD_MGET_MAX];
+	size_t wire_len[MCD_MGET_MAX];
+	size_t item_of[MCD_MGET_MAX];
+	uint32_t server_of[MCD_MGET_MAX];
+	size_t sent;
+};
+
+/* Give each item whose wire key is key the value, unless it already has one. */
+static mcd_rc give_value(struct mcd_mget_item *items, struct mget_call *m, const char *key,
+	size_t key_len, const char *value, size_t value_len)
+{
+	for (size_t w = 0; w < m->sent; w++) {
+		struct mcd_mget_item *item = &items[m->item_of[w]];
+
+		if (item->value || m->wire_len[w] != key_len || memcmp(m->wire[w], key, key_len)) {
+			continue;
+		}
+		if (!(item->value = malloc(value_len + 1))) {
+			return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		}
+		if (value_len) {
+			memcpy(item->value, value, value_len);
+		}
+		item->value[value_len] = '\0';
+		item->value_len = value_len;
+		item->rc = MEMCACHED_SUCCESS;
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+/*
+ * Read the keys of one server with one request. memcached_mget over several servers
+ * would be one round trip in all, but it reads a server it cannot reach as having none
+ * of the keys; asking each server on its own tells a miss from a failure.
+ */
+static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, struct mget_call *m,
+	uint32_t server)
+{
+	const char *keys[MCD_MGET_MAX];
+	size_t lens[MCD_MGET_MAX], n = 0;
+	memcached_result_st result;
+	memcached_return_t end;
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	for (size_t w = 0; w < m->sent; w++) {
+		if (m->server_of[w] == server) {
+			keys[n] = m->wire[w];
+			lens[n++] = m->wire_len[w];
+		}
+	}
+	/* by_key with the group's first key: every key goes to the server they share. */
+	end = memcached_mget_by_key(memc, keys[0], lens[0], keys, lens, n);
+	/* On our own (not allocated) result: libmemcached frees an allocated one itself
+	 * when the fetch ends. */
+	if (memcached_success(end) && !memcached_result_create(memc, &result)) {
+		end = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	} else if (memcached_success(end)) {
+		while (memcached_fetch_result(memc, &result, &end)) {
+			if (rc == MEMCACHED_SUCCESS) {
+				rc = give_value(items, m, memcached_result_key_value(&result),
+					memcached_result_key_length(&result), memcached_result_value(&result),
+					memcached_result_length(&result));
+			}
+		}
+		memcached_result_free(&result);
+		/* The fetch ends with END, or NOTFOUND when none of the keys was there. */
+		if (end == MEMCACHED_END || end == MEMCACHED_NOTFOUND) {
+			end = rc;
+		}
+	}
+	for (size_t w = 0; w < m->sent; w++) {
+		if (m->server_of[w] == server && !items[m->item_of[w]].value && end != MEMCACHED_SUCCESS) {
+			items[m->item_of[w]].rc = end;
+		}
+	}
+	return end;
+}
+
+static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
+{
+	struct mget_call m = { .sent = 0 };
+	memcached_st *memc = NULL;
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	if (!count || count > MCD_MGET_MAX) {
+		return MCD_ARGUMENT_NEEDED;
+	}
+	if (!(m.keys = malloc(count * (MCD_KEY_MAX + 1)))) {
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	for (size_t i = 0; i < count; i++) {
+		char *key = m.keys + i * (MCD_KEY_MAX + 1);
+		size_t key_len;
+
+		items[i].value = NULL;
+		items[i].value_len = 0;
+		if ((items[i].rc = build_key(client, items[i].key, key, &key_len)) != MEMCACHED_SUCCESS) {
+			continue;
+		}
+		items[i].rc = MEMCACHED_NOTFOUND;
+		m.wire[m.sent] = key;
+		m.wire_len[m.sent] = key_len;
+		m.item_of[m.sent++] = i;
+	}
+	if (m.sent && !(memc = take_connection(client, client->pool, &rc))) {
+		for (size_t w = 0; w < m.sent; w++) {
+			items[m.item_of[w]].rc = rc;
+		}
+	}
+	for (size_t w = 0; memc && w < m.sent; w++) {
+		m.server_of[w] = memcached_generate_hash(memc, m.wire[w], m.wire_len[w]);
+	}
+	/* Each server once, in the order its first key came; a resting one is not asked. */
+	for (size_t w = 0; memc && w < m.sent; w++) {
+		uint32_t server = m.server_of[w];
+		bool first = true;
+
+		for (size_t earlier = 0; earlier < w; earlier++) {
+			first = first && m.server_of[earlier] != server;
+		}
+		if (!first) {
+			continue;
+		}
+		if (tracks_health(client) && server_resting(client, server)) {
+			for (size_t k = w; k < m.sent; k++) {
+				if (m.server_of[k] == server) {
+					items[m.item_of[k]].rc = MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+				}
+			}
+			continue;
+		}
+		rc = get_from_server(memc, items, &m, server);
+		if (tracks_health(client)) {
+			note_server(client, server, rc);
+		}
+	}
+	if (memc) {
+		memcached_pool_release(client->pool, memc);
+	}
+	free(m.keys);
+	/* The first failure, else NOTFOUND for any miss, else success. */
+	rc = MEMCACHED_SUCCESS;
+	for (size_t i = 0; i < count; i++) {
+		if (items[i].rc != MEMCACHED_SUCCESS && (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)) {
+			rc = items[i].rc;
+		}
+	}
+	return rc;
+}
+
 /* --- the public operations: each one timed and counted --- */
 
 static unsigned long now_us(void)
@@ -600,6 +831,13 @@ static unsigned long now_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (unsigned long) ts.tv_sec * 1000000UL + (unsigned long) ts.tv_nsec / 1000UL;
 }
+
+/* The operation each store mode is counted as. */
+static const enum mcd_op store_ops[] = {
+	[MCD_STORE_SET] = MCD_OP_SET, [MCD_STORE_ADD] = MCD_OP_ADD,
+	[MCD_STORE_REPLACE] = MCD_OP_REPLACE, [MCD_STORE_APPEND] = MCD_OP_APPEND,
+	[MCD_STORE_PREPEND] = MCD_OP_PREPEND,
+};
 
 static mcd_rc counted(struct mcd_client *client, enum mcd_op op, unsigned long started, mcd_rc rc)
 {
@@ -630,21 +868,17 @@ mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t 
 mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
 {
-	static const enum mcd_op ops[] = {
-		[MCD_STORE_SET] = MCD_OP_SET, [MCD_STORE_ADD] = MCD_OP_ADD,
-		[MCD_STORE_REPLACE] = MCD_OP_REPLACE, [MCD_STORE_APPEND] = MCD_OP_APPEND,
-		[MCD_STORE_PREPEND] = MCD_OP_PREPEND,
-	};
 	unsigned long started = now_us();
 
-	return counted(client, ops[mode], started, store_value(client, mode, key, value, value_len, ttl));
+	return counted(client, store_ops[mode], started,
+		store_value(client, client->pool, mode, key, value, value_len, ttl));
 }
 
 mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 {
 	unsigned long started = now_us();
 
-	return counted(client, MCD_OP_DELETE, started, delete_key(client, key));
+	return counted(client, MCD_OP_DELETE, started, delete_key(client, client->pool, key));
 }
 
 mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
@@ -654,7 +888,7 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 	unsigned long started = now_us();
 
 	return counted(client, MCD_OP_COUNTER, started,
-		store_value(client, MCD_STORE_SET, key, text, (size_t) len, ttl));
+		store_value(client, client->pool, MCD_STORE_SET, key, text, (size_t) len, ttl));
 }
 
 mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
@@ -663,6 +897,58 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 	unsigned long started = now_us();
 
 	return counted(client, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
+}
+
+mcd_rc mcd_mget(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
+{
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_MGET, started, get_many(client, items, count));
+}
+
+bool mcd_client_has_noreply(const struct mcd_client *client)
+{
+	return client->noreply_pool != NULL;
+}
+
+/* What a noreply write returns: MCD_SENT once the request is written. */
+static mcd_rc sent(mcd_rc rc)
+{
+	return rc == MEMCACHED_SUCCESS ? MCD_SENT : rc;
+}
+
+mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+	const char *value, size_t value_len, long ttl)
+{
+	if (!client->noreply_pool) {
+		return mcd_store(client, mode, key, value, value_len, ttl);
+	}
+	unsigned long started = now_us();
+
+	return counted(client, store_ops[mode], started,
+		sent(store_value(client, client->noreply_pool, mode, key, value, value_len, ttl)));
+}
+
+mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
+{
+	if (!client->noreply_pool) {
+		return mcd_delete(client, key);
+	}
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_DELETE, started, sent(delete_key(client, client->noreply_pool, key)));
+}
+
+mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64_t delta, long ttl)
+{
+	uint64_t ignored;
+
+	if (!client->noreply_pool) {
+		return mcd_counter_add(client, key, delta, ttl, &ignored);
+	}
+	unsigned long started = now_us();
+
+	return counted(client, MCD_OP_COUNTER, started, sent(send_counter_step(client, key, delta, ttl)));
 }
 
 mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl)

@@ -40,7 +40,12 @@ enum {
 	MCD_BAD_INCREMENT,           /* counter increment not a whole number in range */
 	MCD_BINARY_PROTO_NEEDED,     /* kept from the original module; see README */
 	MCD_POOL_EXHAUSTED,          /* every pooled connection stayed busy for pool_wait */
+	MCD_SENT,                    /* written without waiting for an answer (noreply) */
+	MCD_OWN_RESULT_LAST = MCD_SENT,
 };
+
+/* The most keys one mcd_mget reads. */
+#define MCD_MGET_MAX 64
 
 /* The largest increment memcached's incr/decr take in one step. */
 #define MCD_INCREMENT_MAX 4294967295LL
@@ -64,6 +69,7 @@ enum mcd_op {
 	MCD_OP_DELETE,
 	MCD_OP_COUNTER,
 	MCD_OP_TOUCH,
+	MCD_OP_MGET,
 	MCD_OP_COUNT,
 };
 
@@ -138,6 +144,37 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 
 /*! Delete key. */
 mcd_rc mcd_delete(struct mcd_client *client, const char *key);
+
+/*
+ * Fire-and-forget forms of mcd_store, mcd_delete and mcd_counter_add (memcached's
+ * noreply): the request is written and not waited for, and MCD_SENT returned; a
+ * failure to connect or write is still returned. A counter step sends "add 0" then
+ * incr/decr, so a missing counter is created. Where noreply is not offered (SASL or
+ * replicas configured, see mcd_client_has_noreply) these wait for the answer as usual.
+ */
+mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+	const char *value, size_t value_len, long ttl);
+mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key);
+mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64_t delta, long ttl);
+
+/*! False when writes are always confirmed: SASL needs the binary protocol, whose quiet
+ * commands still answer failures, and replicas are written by libmemcached only in binary. */
+bool mcd_client_has_noreply(const struct mcd_client *client);
+
+/* One key of an mcd_mget: key in, rc and value (on success) out. */
+struct mcd_mget_item {
+	const char *key;
+	mcd_rc rc;
+	char *value;                 /* free with mcd_value_free; NULL unless rc is success */
+	size_t value_len;
+};
+
+/*!
+ * Read up to MCD_MGET_MAX keys with one request per server (memcached_mget). Each item
+ * gets its own result. Returns success when every key was found, MCD_NOTFOUND when
+ * some were missing and nothing failed, else the first item's failure.
+ */
+mcd_rc mcd_mget(struct mcd_client *client, struct mcd_mget_item *items, size_t count);
 
 /*! Force the counter at key to value, whether or not it exists. */
 mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl);

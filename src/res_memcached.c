@@ -139,9 +139,29 @@ static int load_client(void)
 	return 0;
 }
 
+/*! Set a channel variable, unless it already holds that value. Setting one publishes
+ * a VarSet message, which was the largest cost of an operation (see the README's
+ * benchmark): a loop of successes needs MCDRESULT set once. */
+static void set_if_changed(struct ast_channel *chan, const char *variable, const char *value)
+{
+	int unchanged = 0;
+
+	if (chan) {
+		const char *current;
+
+		ast_channel_lock(chan);
+		current = ast_var_find(ast_channel_varshead(chan), variable);
+		unchanged = current && !strcmp(current, value);
+		ast_channel_unlock(chan);
+	}
+	if (!unchanged) {
+		pbx_builtin_setvar_helper(chan, variable, value);
+	}
+}
+
 static void set_result(struct ast_channel *chan, mcd_rc rc)
 {
-	pbx_builtin_setvar_helper(chan, "MCDRESULT", mcd_rc_name(rc));
+	set_if_changed(chan, "MCDRESULT", mcd_rc_name(rc));
 }
 
 /* A dead or hung server makes every call fail: its first failure is logged, the
@@ -211,6 +231,20 @@ static long call_ttl(struct ast_channel *chan, long fallback)
 	return ttl;
 }
 
+/*! True when the channel asks for fire-and-forget writes (MCDNOREPLY). */
+static int call_noreply(struct ast_channel *chan)
+{
+	int noreply;
+
+	if (!chan) {
+		return 0;
+	}
+	ast_channel_lock(chan);
+	noreply = ast_true(pbx_builtin_getvar_helper(chan, "MCDNOREPLY"));
+	ast_channel_unlock(chan);
+	return noreply;
+}
+
 /*! The live client with a reference held, or NULL (and MCDRESULT set) when there is none. */
 static struct client_holder *take_client(struct ast_channel *chan)
 {
@@ -264,8 +298,8 @@ static void store(struct ast_channel *chan, enum mcd_store_mode mode, const char
 	if (!holder) {
 		return;
 	}
-	rc = mcd_store(holder->client, mode, key, value, strlen(value),
-		call_ttl(chan, default_ttl(holder)));
+	rc = (call_noreply(chan) ? mcd_store_noreply : mcd_store)(holder->client, mode, key, value,
+		strlen(value), call_ttl(chan, default_ttl(holder)));
 	if (rc == MCD_VALUE_TOO_LONG) {
 		ast_log(LOG_WARNING, "%s '%s': value of %zu bytes is over max_value_length (%ld); nothing written\n",
 			what, key, strlen(value), mcd_client_settings(holder->client)->max_value_length);
@@ -322,8 +356,11 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 		return 0;
 	}
 	/* Counters live for ever unless the channel asks otherwise: the configured ttl is for values. */
-	rc = mcd_counter_add(holder->client, args.key, delta, call_ttl(chan, 0), &value);
-	if (rc == MCD_SUCCESS) {
+	if (call_noreply(chan)) {
+		/* Nothing comes back to return: the value stays empty. */
+		rc = mcd_counter_add_noreply(holder->client, args.key, delta, call_ttl(chan, 0));
+	} else if ((rc = mcd_counter_add(holder->client, args.key, delta, call_ttl(chan, 0), &value))
+		== MCD_SUCCESS) {
 		ast_str_set(buf, len, "%llu", (unsigned long long) value);
 	}
 	log_failure("MCDCOUNTER read", args.key, rc);
@@ -416,7 +453,7 @@ static int mcddelete_exec(struct ast_channel *chan, const char *data)
 	if (!(holder = take_client(chan))) {
 		return 0;
 	}
-	rc = mcd_delete(holder->client, data);
+	rc = (call_noreply(chan) ? mcd_delete_noreply : mcd_delete)(holder->client, data);
 	log_failure("mcddelete", data, rc);
 	set_result(chan, rc);
 	return 0;
@@ -450,6 +487,54 @@ static int mcdget_exec(struct ast_channel *chan, const char *data)
 		mcd_value_free(value);
 	}
 	log_failure("mcdget", args.key, rc);
+	set_result(chan, rc);
+	return 0;
+}
+
+/* "MCDRESULT_" and a variable's name. */
+#define MGET_VARIABLE_MAX 80
+
+/*! mcdmget(var1=key1[,var2=key2...]): every key read with one request per server. */
+static int mcdmget_exec(struct ast_channel *chan, const char *data)
+{
+	RAII_VAR(struct client_holder *, holder, NULL, ao2_cleanup);
+	char *parse = ast_strdupa(S_OR(data, ""));
+	char *pairs[MCD_MGET_MAX + 1];
+	char *variables[MCD_MGET_MAX];
+	struct mcd_mget_item items[MCD_MGET_MAX];
+	unsigned int count = ast_app_separate_args(parse, ',', pairs, ARRAY_LEN(pairs));
+	mcd_rc rc;
+
+	for (unsigned int i = 0; i < count && i < MCD_MGET_MAX; i++) {
+		char *key = pairs[i];
+
+		variables[i] = ast_strip(strsep(&key, "="));
+		items[i].key = key;
+		if (ast_strlen_zero(variables[i]) || ast_strlen_zero(key)
+			|| strlen(variables[i]) > MGET_VARIABLE_MAX) {
+			count = 0;
+		}
+	}
+	if (!count || count > MCD_MGET_MAX) {
+		ast_log(LOG_WARNING, "Syntax: mcdmget(variable=key[,variable=key...]), at most %d keys "
+			"and variable names of at most %d characters\n", MCD_MGET_MAX, MGET_VARIABLE_MAX);
+		set_result(chan, MCD_ARGUMENT_NEEDED);
+		return 0;
+	}
+	if (!(holder = take_client(chan))) {
+		return 0;
+	}
+	rc = mcd_mget(holder->client, items, count);
+	for (unsigned int i = 0; i < count; i++) {
+		char result_variable[sizeof("MCDRESULT_") + MGET_VARIABLE_MAX];
+
+		/* A key that was not read empties its variable, as mcdget does. */
+		pbx_builtin_setvar_helper(chan, variables[i], items[i].rc == MCD_SUCCESS ? items[i].value : "");
+		snprintf(result_variable, sizeof(result_variable), "MCDRESULT_%s", variables[i]);
+		set_if_changed(chan, result_variable, mcd_rc_name(items[i].rc));
+		log_failure("mcdmget", items[i].key, items[i].rc);
+		mcd_value_free(items[i].value);
+	}
 	set_result(chan, rc);
 	return 0;
 }
@@ -492,6 +577,7 @@ static const struct {
 	{ "mcdprepend", mcdprepend_exec },
 	{ "mcddelete", mcddelete_exec },
 	{ "mcdget", mcdget_exec },
+	{ "mcdmget", mcdmget_exec },
 	{ "mcdtouch", mcdtouch_exec },
 };
 

@@ -36,13 +36,24 @@ class Pbx:
         self.token = 0
         self.elapsed = None
 
-    def _probe(self, exten, code, ttl, limit=30.0):
+    def _probe(self, exten, code, ttl, limit=30.0, after=None):
         """Run code on a fresh Local channel at exten@tests: (OUT, MCDRESULT)."""
         self.token += 1
         token = str(self.token)
         encode = lambda v: urllib.parse.quote(str(v), safe="")  # noqa: E731
-        request = ",".join((token, "-" if ttl is None else encode(ttl), encode(code)))
-        self.ast.cli("dialplan set global IN " + request)
+        parts = [token, "-" if ttl is None else encode(ttl), encode(code)]
+        if after is not None:
+            parts.append(encode(after))
+        request = ",".join(parts)
+        # The console cuts commands at about 500 bytes: "steps" takes its request in parts.
+        if exten == "steps":
+            chunks = [request[i:i + 400] for i in range(0, len(request), 400)]
+            for n, chunk in enumerate(chunks):
+                self.ast.cli("dialplan set global IN_%d %s" % (n, chunk))
+            self.ast.cli("dialplan set global IN_PARTS %d" % len(chunks))
+        else:
+            assert len(request) < 450, "request too long for the console: use steps()"
+            self.ast.cli("dialplan set global IN " + request)
         self.ast.cli("channel originate Local/%s@tests application Wait 0" % exten)
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
@@ -62,6 +73,11 @@ class Pbx:
     def app(self, call, ttl=None):
         """Run an application call on a channel: (${GOT}, MCDRESULT)."""
         return self._probe("app", call, ttl)
+
+    def steps(self, calls, after):
+        """Run application calls in turn on one channel, then evaluate the expression
+        after: (its value, the MCDRESULT the last call left)."""
+        return self._probe("steps", "^".join(calls), None, after=after)
 
     def length_of(self, key):
         """LEN(${MCD(key)}) without EVAL, whose fixed buffer would cut values at 4 KiB."""
@@ -147,6 +163,19 @@ def start_pbx():
     yield start
     for ast in started:
         ast.stop()
+
+
+@pytest.fixture
+def cluster():
+    """Three memcached servers of a test's own."""
+    servers = [Memcached() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def cluster_conf(servers, *lines):
+    return general(*["server=" + s.address for s in servers], "prefixkey=" + PREFIX, *lines)
 
 
 @pytest.fixture

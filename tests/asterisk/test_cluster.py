@@ -7,22 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import PREFIX, general, stats
-from pbx import Memcached
+from conftest import PREFIX, cluster_conf, stats
 
 KEYS = 30
-
-
-@pytest.fixture
-def cluster():
-    servers = [Memcached() for _ in range(3)]
-    yield servers
-    for server in servers:
-        server.stop()
-
-
-def cluster_conf(servers, *lines):
-    return general(*["server=" + s.address for s in servers], "prefixkey=" + PREFIX, *lines)
 
 
 @pytest.mark.parametrize("distribution", ["modula", "consistent"])

@@ -3,7 +3,7 @@
 import pytest
 
 APPLICATIONS = ["mcdset", "mcdadd", "mcdreplace", "mcdappend", "mcdprepend", "mcddelete", "mcdget",
-                "mcdtouch"]
+                "mcdmget", "mcdtouch"]
 ACTIONS = ["MemcachedGet", "MemcachedSet", "MemcachedDelete", "MemcachedIncrement", "MemcachedStatus"]
 
 

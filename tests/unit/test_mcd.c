@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -406,6 +407,104 @@ static void counters_text(void **state)
 	counters_step_create_and_stop_at_zero(false);
 }
 
+static void mget_reads_many_keys_each_with_its_result(bool binary)
+{
+	struct mcd_client *c = client_for("u_", binary);
+	char a[64], b[64], missing[64];
+	struct mcd_mget_item items[5];
+
+	unique_key(a, sizeof(a), "mget_a");
+	unique_key(b, sizeof(b), "mget_b");
+	unique_key(missing, sizeof(missing), "mget_missing");
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, a, "alpha", 5, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, b, "", 0, 0), MCD_SUCCESS);
+	items[0].key = a;
+	items[1].key = missing;
+	items[2].key = b;
+	items[3].key = "bad key";
+	items[4].key = a;
+	assert_string_equal(mcd_rc_name(mcd_mget(c, items, 5)), "MEMCACHED_BAD_KEY_PROVIDED");
+	assert_int_equal(items[0].rc, MCD_SUCCESS);
+	assert_string_equal(items[0].value, "alpha");
+	assert_int_equal(items[0].value_len, 5);
+	assert_int_equal(items[1].rc, MCD_NOTFOUND);
+	assert_null(items[1].value);
+	assert_int_equal(items[2].rc, MCD_SUCCESS);
+	assert_string_equal(items[2].value, "");
+	assert_string_equal(mcd_rc_name(items[3].rc), "MEMCACHED_BAD_KEY_PROVIDED");
+	assert_string_equal(items[4].value, "alpha");
+	for (int i = 0; i < 5; i++) {
+		mcd_value_free(items[i].value);
+	}
+	assert_int_equal(mcd_mget(c, items, 2), MCD_NOTFOUND);
+	mcd_value_free(items[0].value);
+	assert_int_equal(mcd_mget(c, items, 1), MCD_SUCCESS);
+	mcd_value_free(items[0].value);
+	assert_int_equal(mcd_mget(c, items, 0), MCD_ARGUMENT_NEEDED);
+	assert_int_equal(mcd_mget(c, items, MCD_MGET_MAX + 1), MCD_ARGUMENT_NEEDED);
+	mcd_client_destroy(c);
+}
+
+static void mget_binary(void **state)
+{
+	mget_reads_many_keys_each_with_its_result(true);
+}
+
+static void mget_text(void **state)
+{
+	mget_reads_many_keys_each_with_its_result(false);
+}
+
+/* A noreply write lands a moment later: poll (at most about 5 s) for the value. */
+static bool lands(struct mcd_client *c, const char *key, const char *expected)
+{
+	for (int i = 0; i < 500; i++) {
+		char *value;
+		size_t len;
+		mcd_rc rc = mcd_get(c, key, &value, &len);
+		bool same = expected ? rc == MCD_SUCCESS && !strcmp(value, expected) : rc == MCD_NOTFOUND;
+
+		mcd_value_free(value);
+		if (same) {
+			return true;
+		}
+		usleep(10000);
+	}
+	return false;
+}
+
+static void noreply_writes_are_sent_and_land(bool binary)
+{
+	struct mcd_client *c = client_for("u_", binary);
+	char key[64], counter[64];
+
+	assert_true(mcd_client_has_noreply(c));
+	unique_key(key, sizeof(key), "noreply");
+	unique_key(counter, sizeof(counter), "noreply_ctr");
+	assert_int_equal(mcd_store_noreply(c, MCD_STORE_SET, key, "v1", 2, 0), MCD_SENT);
+	assert_int_equal(mcd_store_noreply(c, MCD_STORE_APPEND, key, "+", 1, 0), MCD_SENT);
+	assert_true(lands(c, key, "v1+"));
+	assert_int_equal(mcd_delete_noreply(c, key), MCD_SENT);
+	assert_true(lands(c, key, NULL));
+	assert_int_equal(mcd_counter_add_noreply(c, counter, 7, 0), MCD_SENT);
+	assert_int_equal(mcd_counter_add_noreply(c, counter, -2, 0), MCD_SENT);
+	assert_true(lands(c, counter, "5"));
+	assert_string_equal(mcd_rc_name(mcd_store_noreply(c, MCD_STORE_SET, "a b", "v", 1, 0)),
+		"MEMCACHED_BAD_KEY_PROVIDED");
+	assert_int_equal(mcd_counter_add_noreply(c, counter, 4294967296LL, 0), MCD_BAD_INCREMENT);
+	mcd_client_destroy(c);
+}
+
+static void noreply_binary(void **state)
+{
+	noreply_writes_are_sent_and_land(true);
+}
+
+static void noreply_text(void **state)
+{
+	noreply_writes_are_sent_and_land(false);
+}
+
 static void unresolvable_server_fails_at_creation(void **state)
 {
 	struct mcd_settings s;
@@ -440,6 +539,10 @@ int main(void)
 		cmocka_unit_test(values_over_the_limit_are_refused_whole),
 		cmocka_unit_test(counters_binary),
 		cmocka_unit_test(counters_text),
+		cmocka_unit_test(mget_binary),
+		cmocka_unit_test(mget_text),
+		cmocka_unit_test(noreply_binary),
+		cmocka_unit_test(noreply_text),
 		cmocka_unit_test(unresolvable_server_fails_at_creation),
 	};
 
