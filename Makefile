@@ -6,7 +6,8 @@
 #   make run-demo             run the demo dialplan in a private Asterisk
 # On a plain Debian machine, everything runs inside the Debian sid sandbox:
 #   make demo                 build the sandbox once, then build, install and run the demo in it
-#   make test                 build the sandbox once, then build, install and run every test in it
+#   make test                 build the sandboxes once, then build, install and run every test
+#                             (the package test installs the .deb into a second, clean root)
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench                the benchmark table (bench/bench.py)
@@ -110,7 +111,7 @@ demo:
 	sandbox/run.sh run-demo
 
 test:
-	sandbox/run.sh check
+	MCD_LEND_CLEAN_ROOT=$$(sandbox/clean-root.sh) sandbox/run.sh check
 
 load:
 	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)

@@ -14,6 +14,7 @@ PACKAGES=(
 	sasl2-bin libsasl2-modules
 	procps
 	clang libclang-rt-dev valgrind
+	build-essential dpkg-dev debhelper fakeroot lintian mount
 )
 want="${PACKAGES[*]}"
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build against Asterisk 16's headers, run the unit tests, a short fuzz of the
-# parsers and the Asterisk tests, then
-# print one closing line, "tests: N passed, N failed", summing them. Exits
-# non-zero on any failure.
+# parsers, the Asterisk tests and the Debian package test, then print one
+# closing line, "tests: N passed, N failed", summing them. Exits non-zero on
+# any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ unit_status=${PIPESTATUS[0]}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} tests/fuzz/run.sh tests/fuzz/fuzz_config tests/fuzz/fuzz_parsers \
 	2>&1 | tee "$results/fuzz.txt"
 fuzz_status=${PIPESTATUS[0]}
+tests/package.sh 2>&1 | tee "$results/package.txt"
+package_status=${PIPESTATUS[0]}
 MCD_FIGURES="$results/figures.txt" python3 -m pytest -q -p no:cacheprovider \
 	--junitxml="$results/asterisk.xml" tests/asterisk
 asterisk_status=$?
@@ -24,13 +26,14 @@ if [ -s "$results/figures.txt" ]; then
 	sed 's/^/  /' "$results/figures.txt"
 fi
 
-python3 - "$results" "$unit_status" "$asterisk_status" "$fuzz_status" "$asterisk16_status" <<'PY'
+python3 - "$results" "$unit_status" "$asterisk_status" "$fuzz_status" "$asterisk16_status" \
+	"$package_status" <<'PY'
 import re
 import sys
 import xml.etree.ElementTree as ET
 
 results = sys.argv[1]
-unit_status, asterisk_status, fuzz_status, asterisk16_status = map(int, sys.argv[2:6])
+unit_status, asterisk_status, fuzz_status, asterisk16_status, package_status = map(int, sys.argv[2:7])
 text = open(results + "/unit.txt", errors="replace").read()
 # cmocka closes with "[==========] tests: N test(s) run." and "[  PASSED  ] N test(s)."
 run = re.search(r"\] tests: (\d+) test\(s\) run", text)
@@ -60,10 +63,12 @@ def plain_suite(name, status):
 
 fuzz_passed, fuzz_failed = plain_suite("fuzz", fuzz_status)
 build16_passed, build16_failed = plain_suite("asterisk16", asterisk16_status)
+package_passed, package_failed = plain_suite("package", package_status)
 print("unit: %d passed, %d failed" % (unit_passed, unit_failed))
 print("asterisk: %d passed, %d failed" % (passed, failed))
-print("tests: %d passed, %d failed" % (unit_passed + passed + fuzz_passed + build16_passed,
-                                       unit_failed + failed + fuzz_failed + build16_failed))
+print("tests: %d passed, %d failed" % (
+    unit_passed + passed + fuzz_passed + build16_passed + package_passed,
+    unit_failed + failed + fuzz_failed + build16_failed + package_failed))
 PY
 [ "$unit_status" -eq 0 ] && [ "$asterisk_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ] \
-	&& [ "$asterisk16_status" -eq 0 ]
+	&& [ "$asterisk16_status" -eq 0 ] && [ "$package_status" -eq 0 ]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The Debian package: build asterisk-res-memcached with dpkg-buildpackage, check
+# it with lintian and its dependencies, then install it with dpkg into a copy
+# (an overlay) of the clean root that `make test` lends at /mnt/clean-root, and
+# run the demo dialplan there against the installed module. Closes with
+# "package: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+check() {  # check NAME COMMAND...: run it, count it, show its output on failure
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		passed=$((passed + 1))
+		echo "package: ok   $name"
+	else
+		failed=$((failed + 1))
+		echo "package: FAIL $name"
+		echo "$out" | sed 's/^/    /' | tail -40
+	fi
+}
+
+work=$(mktemp -d /tmp/package.XXXXXX)
+overlay=$work/root
+cleanup() {
+	umount "$overlay/proc" 2>/dev/null
+	umount "$overlay" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+version=$(dpkg-parsechangelog -l debian/changelog -S Version)
+source=$work/asterisk-res-memcached-$version
+mkdir -p "$source"
+tar --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config \
+	--exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$source" -xf -
+deb=$work/asterisk-res-memcached_${version}_$(dpkg --print-architecture).deb
+
+check "dpkg-buildpackage builds $(basename "$deb")" \
+	sh -c "cd '$source' && dpkg-buildpackage -us -uc -b && test -f '$deb'"
+check "lintian finds no error or warning" lintian --fail-on error,warning "$work"/*.changes
+abi=$(sed -n 's/^#define AST_BUILDOPT_SUM "\([0-9a-f]*\)".*/\1/p' /usr/include/asterisk/buildopts.h)
+check "it depends on the Asterisk ABI it was built for (asterisk-abi-$abi) and on libmemcached" \
+	sh -c "dpkg-deb -f '$deb' Depends | tee /dev/stderr | grep -q 'asterisk-abi-$abi' \
+		&& dpkg-deb -f '$deb' Depends | grep -q 'libmemcached11t64 (>= 1.1.4)'"
+check "it ships the module, its documentation and the sample config" \
+	sh -c "dpkg-deb -c '$deb' | tee /dev/stderr | grep -q 'asterisk/modules/res_memcached.so\$' \
+		&& dpkg-deb -c '$deb' | grep -q 'documentation/thirdparty/res_memcached-en_US.xml\$' \
+		&& dpkg-deb -c '$deb' | grep -q 'etc/asterisk/memcached.conf\$'"
+
+if [ ! -f /mnt/clean-root/usr/sbin/asterisk ]; then
+	failed=$((failed + 1))
+	echo "package: FAIL no clean root lent at /mnt/clean-root (run it with make test)"
+else
+	mkdir -p "$overlay" "$work/upper" "$work/scratch"
+	check "a writable copy of the clean root (overlay)" sh -c "
+		mount -t overlay overlay -o 'lowerdir=/mnt/clean-root,upperdir=$work/upper,workdir=$work/scratch' '$overlay' \
+		&& mount -t proc proc '$overlay/proc'"
+	cp "$deb" "$overlay/tmp/"
+	mkdir -p "$overlay/tmp/demo"
+	cp sandbox/pbx.py sandbox/demo.py sandbox/demo-extensions.conf sandbox/free_port.py "$overlay/tmp/demo/"
+	in_root() { chroot "$overlay" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+	check "it is not installed before" sh -c "! test -e '$overlay'/usr/lib/*/asterisk/modules/res_memcached.so"
+	check "dpkg installs it into the clean root, dependencies satisfied" \
+		in_root sh -c "dpkg -i /tmp/$(basename "$deb") && dpkg -s asterisk-res-memcached | grep -q 'Status: install ok installed'"
+	check "memcached.conf is readable by Asterisk's user only" \
+		in_root sh -c "stat -c '%a %U' /etc/asterisk/memcached.conf | tee /dev/stderr | grep -qx '640 asterisk'"
+	check "the demo dialplan runs on the installed module" \
+		in_root sh -c "python3 /tmp/demo/demo.py | tee /dev/stderr | grep -q 'demo_greeting *= b.some text... and some more text.'"
+	check "dpkg removes it cleanly" \
+		in_root sh -c "dpkg -r asterisk-res-memcached && ! ls /usr/lib/*/asterisk/modules/res_memcached.so"
+fi
+echo "package: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
