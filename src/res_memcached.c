@@ -140,8 +140,8 @@ static int load_client(void)
 }
 
 /*! Set a channel variable, unless it already holds that value. Setting one publishes
- * a VarSet message, which was the largest cost of an operation (see the README's
- * benchmark): a loop of successes needs MCDRESULT set once. */
+ * a VarSet message, which was the largest cost of an operation (bench/profile.py):
+ * a loop of successes needs MCDRESULT set once, a value read again needs no new set. */
 static void set_if_changed(struct ast_channel *chan, const char *variable, const char *value)
 {
 	int unchanged = 0;
@@ -356,7 +356,7 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 		return 0;
 	}
 	/* Counters live for ever unless the channel asks otherwise: the configured ttl is for values. */
-	if (call_noreply(chan)) {
+	if (call_noreply(chan) && mcd_client_has_noreply(holder->client)) {
 		/* Nothing comes back to return: the value stays empty. */
 		rc = mcd_counter_add_noreply(holder->client, args.key, delta, call_ttl(chan, 0));
 	} else if ((rc = mcd_counter_add(holder->client, args.key, delta, call_ttl(chan, 0), &value))
@@ -482,7 +482,7 @@ static int mcdget_exec(struct ast_channel *chan, const char *data)
 	}
 	rc = mcd_get(holder->client, args.key, &value, &value_len);
 	/* A failed read empties the variable, as a failed MCD() read returns "". */
-	pbx_builtin_setvar_helper(chan, args.variable, rc == MCD_SUCCESS ? value : "");
+	set_if_changed(chan, args.variable, rc == MCD_SUCCESS ? value : "");
 	if (rc == MCD_SUCCESS) {
 		mcd_value_free(value);
 	}
@@ -529,7 +529,7 @@ static int mcdmget_exec(struct ast_channel *chan, const char *data)
 		char result_variable[sizeof("MCDRESULT_") + MGET_VARIABLE_MAX];
 
 		/* A key that was not read empties its variable, as mcdget does. */
-		pbx_builtin_setvar_helper(chan, variables[i], items[i].rc == MCD_SUCCESS ? items[i].value : "");
+		set_if_changed(chan, variables[i], items[i].rc == MCD_SUCCESS ? items[i].value : "");
 		snprintf(result_variable, sizeof(result_variable), "MCDRESULT_%s", variables[i]);
 		set_if_changed(chan, result_variable, mcd_rc_name(items[i].rc));
 		log_failure("mcdmget", items[i].key, items[i].rc);
@@ -636,6 +636,8 @@ static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_
 	ast_cli(a->fd, "%-22s %ld s\n", "pool_wait", s->pool_wait_s);
 	ast_cli(a->fd, "%-22s %s\n", "username", s->username);
 	ast_cli(a->fd, "%-22s %s\n", "password", s->password[0] ? "(set, not shown)" : "");
+	ast_cli(a->fd, "%-22s %s\n", "MCDNOREPLY", mcd_client_has_noreply(holder->client) ? "offered"
+		: "not offered with SASL or replicas: writes are confirmed");
 	return CLI_SUCCESS;
 }
 

@@ -49,6 +49,12 @@ def test_show_settings_lists_every_option_and_hides_the_password(console, memcac
         assert "\n" + option + " " in "\n" + out, option
     assert SECRET not in out
     assert SECRET not in console.ast.log()
+    # Credentials are set here: fire-and-forget writes are not offered.
+    assert "MCDNOREPLY             not offered with SASL or replicas" in out
+
+
+def test_show_settings_says_whether_noreply_is_offered(plain):
+    assert "MCDNOREPLY             offered\n" in plain.ast.cli("memcached show settings")
 
 
 def test_show_servers_reports_each_server(plain, memcached, mc, key):

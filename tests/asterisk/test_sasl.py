@@ -43,6 +43,15 @@ def test_right_password_works(start_pbx, sasl_memcached):
     assert PASSWORD not in pbx.ast.log()
 
 
+def test_noreply_is_not_offered_with_sasl_and_writes_stay_confirmed(start_pbx, sasl_memcached):
+    pbx = start_pbx(general("server=" + sasl_memcached.address, "username=" + USER,
+                            "password=" + PASSWORD))
+    assert pbx.steps(["Set(MCDNOREPLY=yes)", "mcdset(nr_key,confirmed)"], "${MCD(nr_key)}") \
+        == ("confirmed", "MEMCACHED_SUCCESS")
+    assert pbx.steps(["Set(MCDNOREPLY=yes)", "Set(V=${MCDCOUNTER(nr_count,2)})"], "${V}") \
+        == ("2", "MEMCACHED_SUCCESS")
+
+
 def test_wrong_password_gives_auth_failure(start_pbx, sasl_memcached):
     pbx = start_pbx(general("server=" + sasl_memcached.address, "username=" + USER,
                             "password=not-the-password"))
