@@ -11,6 +11,7 @@
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench                the benchmark table (bench/bench.py)
+#   make profile              instructions per operation under callgrind (bench/profile.py)
 
 ASTERISK_INCLUDE_DIR ?= /usr/include
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
@@ -33,7 +34,7 @@ CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
 CORE_HEADERS := $(wildcard src/*.h)
 
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
-	load fuzz-long bench bench-here sandbox
+	load fuzz-long bench bench-here profile profile-here sandbox
 
 all: res_memcached.so
 
@@ -95,6 +96,10 @@ bench/raw: bench/raw.c
 bench-here: install bench/raw
 	python3 bench/bench.py
 
+# Instructions per operation under callgrind: where the module's time goes.
+profile-here: install
+	python3 bench/profile.py
+
 # Every suite (unit, Asterisk, a short fuzz), then one line that sums them up.
 check: tests/unit/run_unit $(FUZZERS) install
 	tests/run-all.sh
@@ -111,13 +116,16 @@ demo:
 	sandbox/run.sh run-demo
 
 test:
-	MCD_LEND_CLEAN_ROOT=$$(sandbox/clean-root.sh) sandbox/run.sh check
+	MCD_LEND_CLEAN_ROOT=$$(sandbox/root.sh clean) sandbox/run.sh check
 
 load:
 	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)
 
 bench:
 	sandbox/run.sh bench-here
+
+profile:
+	sandbox/run.sh profile-here
 
 fuzz-long:
 	sandbox/run.sh fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)

@@ -4,7 +4,8 @@
  *
  *   raw HOST PORT OP COUNT THREADS BINARY
  *
- * OP is set, get, append or incr. Each thread has its own connection and does
+ * OP is set, get, append, incr, mget8 (one memcached_mget of 8 keys) or setnr
+ * (set with libmemcached's noreply). Each thread has its own connection and does
  * COUNT operations on keys of its own. Prints "OP THREADS total_ops seconds".
  */
 
@@ -47,10 +48,35 @@ static void *run(void *arg)
 	memcached_server_add(memc, job->host, (in_port_t) job->port);
 	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t) job->binary);
 	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+	char many[8][64];
+	const char *many_keys[8];
+	size_t many_lens[8];
+
 	key_len = (size_t) snprintf(key, sizeof(key), "raw_%s_%d", job->op, job->id);
 	memcached_set(memc, key, key_len, "0", 1, 0, 0);
+	for (int j = 0; j < 8; j++) {
+		many_lens[j] = (size_t) snprintf(many[j], sizeof(many[j]), "%s_%d", key, j);
+		many_keys[j] = many[j];
+		memcached_set(memc, many[j], many_lens[j], "value", 5, 0, 0);
+	}
+	if (!strcmp(job->op, "setnr")) {
+		memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+	}
 	for (long i = 0; i < job->count; i++) {
-		if (!strcmp(job->op, "set")) {
+		if (!strcmp(job->op, "mget8")) {
+			memcached_result_st result;
+			int found = 0;
+
+			rc = memcached_mget(memc, many_keys, many_lens, 8);
+			memcached_result_create(memc, &result);
+			while (memcached_fetch_result(memc, &result, NULL)) {
+				found++;
+			}
+			memcached_result_free(&result);
+			if (rc == MEMCACHED_SUCCESS && found != 8) {
+				rc = MEMCACHED_NOTFOUND;
+			}
+		} else if (!strcmp(job->op, "set") || !strcmp(job->op, "setnr")) {
 			rc = memcached_set(memc, key, key_len, "value", 5, 0, 0);
 		} else if (!strcmp(job->op, "get")) {
 			char *value = memcached_get(memc, key, key_len, &value_len, &flags, &rc);
@@ -77,7 +103,7 @@ int main(int argc, char **argv)
 	long failures = 0;
 
 	if (argc != 7 || (count = atoi(argv[5])) < 1 || count > 1024) {
-		fprintf(stderr, "usage: raw HOST PORT set|get|append|incr COUNT THREADS BINARY\n");
+		fprintf(stderr, "usage: raw HOST PORT set|get|append|incr|mget8|setnr COUNT THREADS BINARY\n");
 		return 2;
 	}
 	started = now();

@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 
 tar -C "$here" --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config --exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$work" -xf -
 
-# MCD_LEND_CLEAN_ROOT: a root (sandbox/clean-root.sh) lent read-only at /mnt/clean-root,
+# MCD_LEND_CLEAN_ROOT: a root (sandbox/root.sh clean) lent read-only at /mnt/clean-root,
 # where the package test installs the .deb.
 unshare --mount --pid --fork --mount-proc="$root/proc" sh -c '
 	root=$1 clean=$2

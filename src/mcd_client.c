@@ -583,26 +583,36 @@ static mcd_rc delete_key(struct mcd_client *client, memcached_pool_st *pool, con
 	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
 }
 
-static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t delta, long ttl,
-	uint64_t *result)
+/* call_begin for a counter step of delta on key: the key and the step checked first. */
+static mcd_rc counter_call_begin(struct mcd_client *client, memcached_pool_st *pool, const char *key,
+	int64_t delta, struct call *call)
 {
-	struct call call;
-	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
-	uint32_t step;
-	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
+	mcd_rc rc = build_key(client, key, call->key, &call->key_len);
 
-	*result = 0;
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	if (delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX) {
 		return MCD_BAD_INCREMENT;
 	}
-	step = (uint32_t) (delta < 0 ? -delta : delta);
-	rc = call_begin(client, client->counter_pool ? client->counter_pool : client->pool, &call);
+	return call_begin(client, pool, call);
+}
+
+static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t delta, long ttl,
+	uint64_t *result)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	uint32_t step;
+	mcd_rc rc = counter_call_begin(client, client->counter_pool ? client->counter_pool : client->pool,
+		key, delta, &call);
+
+	*result = 0;
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
+	/* In range now: counter_call_begin refused anything beyond MCD_INCREMENT_MAX. */
+	step = (uint32_t) (delta < 0 ? -delta : delta);
 	/* incr/decr are atomic on the server but cannot create a counter (not in the text
 	 * protocol), so a miss is answered with add; if another client's add wins that
 	 * race, our incr is simply tried again on the counter it made. */
@@ -647,15 +657,9 @@ static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int6
 	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	uint64_t ignored;
-	mcd_rc rc = build_key(client, key, call.key, &call.key_len);
+	mcd_rc rc = counter_call_begin(client, client->noreply_pool, key, delta, &call);
 
 	if (rc != MEMCACHED_SUCCESS) {
-		return rc;
-	}
-	if (delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX) {
-		return MCD_BAD_INCREMENT;
-	}
-	if ((rc = call_begin(client, client->noreply_pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	rc = memcached_add(call.memc, call.key, call.key_len, "0", 1, expiry, 0);
