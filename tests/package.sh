@@ -63,6 +63,11 @@ else
 	cp sandbox/pbx.py sandbox/demo.py sandbox/demo-extensions.conf sandbox/free_port.py "$overlay/tmp/demo/"
 	in_root() { chroot "$overlay" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 	check "it is not installed before" sh -c "! test -e '$overlay'/usr/lib/*/asterisk/modules/res_memcached.so"
+	# Two roots built on different days can hold different Asterisk builds: say so plainly.
+	built_for=$(dpkg-query -W -f '${Version}' asterisk)
+	check "the clean root has the Asterisk it was built for ($built_for; if not, rm -rf /var/cache/res_memcached and run again)" \
+		sh -c "in_version=\$(chroot '$overlay' dpkg-query -W -f '\${Version}' asterisk); echo \"clean root: \$in_version\"; \
+			test \"\$in_version\" = '$built_for'"
 	check "dpkg installs it into the clean root, dependencies satisfied" \
 		in_root sh -c "dpkg -i /tmp/$(basename "$deb") && dpkg -s asterisk-res-memcached | grep -q 'Status: install ok installed'"
 	check "memcached.conf is readable by Asterisk's user only" \
