@@ -2,12 +2,13 @@
 #
 # Where Asterisk and its headers are installed (a real PBX, or the sandbox):
 #   make && make install      build res_memcached.so and install it, its docs and a sample config
-#   make check                every suite: Asterisk 16 build, unit, fuzz, tests in a private Asterisk
+#   make check                every suite: unit, fuzz, package, tests in a private Asterisk (22 and 16)
 #   make run-demo             run the demo dialplan in a private Asterisk
 # On a plain Debian machine, everything runs inside the Debian sid sandbox:
 #   make demo                 build the sandbox once, then build, install and run the demo in it
 #   make test                 build the sandboxes once, then build, install and run every test
-#                             (the package test installs the .deb into a second, clean root)
+#                             (the package test installs the .deb into a second, clean root;
+#                             the integration tests run again in a bullseye root, Asterisk 16)
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench                the benchmark table (bench/bench.py)
@@ -116,7 +117,8 @@ demo:
 	sandbox/run.sh run-demo
 
 test:
-	MCD_LEND_CLEAN_ROOT=$$(sandbox/root.sh clean) sandbox/run.sh check
+	MCD_LEND_CLEAN_ROOT=$$(sandbox/root.sh clean) MCD_LEND_ASTERISK16_ROOT=$$(sandbox/root.sh asterisk16) \
+		sandbox/run.sh check
 
 load:
 	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)

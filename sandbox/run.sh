@@ -11,15 +11,20 @@ trap 'rm -rf "$work"' EXIT
 
 tar -C "$here" --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config --exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$work" -xf -
 
-# MCD_LEND_CLEAN_ROOT: a root (sandbox/root.sh clean) lent read-only at /mnt/clean-root,
-# where the package test installs the .deb.
+# MCD_LEND_CLEAN_ROOT and MCD_LEND_ASTERISK16_ROOT: roots (sandbox/root.sh clean,
+# sandbox/root.sh asterisk16) lent read-only at /mnt/clean-root and
+# /mnt/asterisk16-root, where the package and Asterisk 16 tests run.
 unshare --mount --pid --fork --mount-proc="$root/proc" sh -c '
-	root=$1 clean=$2
-	shift 2
-	if [ -n "$clean" ]; then
-		mkdir -p "$root/mnt/clean-root"
-		mount --bind "$clean" "$root/mnt/clean-root"
-		mount -o remount,bind,ro "$root/mnt/clean-root"
-	fi
+	root=$1
+	lend() {
+		[ -n "$1" ] || return 0
+		mkdir -p "$root/mnt/$2"
+		mount --bind "$1" "$root/mnt/$2"
+		mount -o remount,bind,ro "$root/mnt/$2"
+	}
+	lend "$2" clean-root
+	lend "$3" asterisk16-root
+	shift 3
 	exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
-	' sh "$root" "${MCD_LEND_CLEAN_ROOT:-}" make --no-print-directory -C "${work#"$root"}" "$@"
+	' sh "$root" "${MCD_LEND_CLEAN_ROOT:-}" "${MCD_LEND_ASTERISK16_ROOT:-}" \
+	make --no-print-directory -C "${work#"$root"}" "$@"

@@ -22,14 +22,10 @@ check() {  # check NAME COMMAND...: run it, count it, show its output on failure
 	fi
 }
 
+. tests/overlay.sh
 work=$(mktemp -d /tmp/package.XXXXXX)
 overlay=$work/root
-cleanup() {
-	umount "$overlay/proc" 2>/dev/null
-	umount "$overlay" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'overlay_down "$overlay"; rm -rf "$work"' EXIT
 
 version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 source=$work/asterisk-res-memcached-$version
@@ -54,14 +50,11 @@ if [ ! -f /mnt/clean-root/usr/sbin/asterisk ]; then
 	failed=$((failed + 1))
 	echo "package: FAIL no clean root lent at /mnt/clean-root (run it with make test)"
 else
-	mkdir -p "$overlay" "$work/upper" "$work/scratch"
-	check "a writable copy of the clean root (overlay)" sh -c "
-		mount -t overlay overlay -o 'lowerdir=/mnt/clean-root,upperdir=$work/upper,workdir=$work/scratch' '$overlay' \
-		&& mount -t proc proc '$overlay/proc'"
+	check "a writable copy of the clean root (overlay)" overlay_up /mnt/clean-root "$overlay"
 	cp "$deb" "$overlay/tmp/"
 	mkdir -p "$overlay/tmp/demo"
 	cp sandbox/pbx.py sandbox/demo.py sandbox/demo-extensions.conf sandbox/free_port.py "$overlay/tmp/demo/"
-	in_root() { chroot "$overlay" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+	in_root() { in_overlay "$overlay" "$@"; }
 	check "it is not installed before" sh -c "! test -e '$overlay'/usr/lib/*/asterisk/modules/res_memcached.so"
 	# Two roots built on different days can hold different Asterisk builds: say so plainly.
 	built_for=$(dpkg-query -W -f '${Version}' asterisk)
