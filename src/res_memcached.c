@@ -680,6 +680,8 @@ static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_a
 
 static char *cli_show_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
+	struct ast_str *others;
+
 	switch (cmd) {
 	case CLI_INIT:
 		e->command = "memcached show stats";
@@ -695,11 +697,13 @@ static char *cli_show_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_arg
 	}
 	ast_cli(a->fd, "%-10s %10s %12s %12s  %s\n", "Operation", "Calls", "Mean (us)", "Worst (us)",
 		"Other results");
+	/* Allocated once: alloca in the loop would grow the stack with every operation. */
+	others = ast_str_alloca(512);
 	for (int op = 0; op < MCD_OP_COUNT; op++) {
 		const struct mcd_op_stats *s = &stats.ops[op];
 		unsigned long calls = s->calls;
-		struct ast_str *others = ast_str_alloca(512);
 
+		ast_str_reset(others);
 		for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
 			unsigned long n = s->by_result[slot];
 			mcd_rc rc = mcd_result_of_slot(slot);
@@ -708,9 +712,9 @@ static char *cli_show_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_arg
 					mcd_rc_name(rc), n);
 			}
 		}
-		ast_cli(a->fd, "%-10s %10lu %12lu %12lu  %s\n", mcd_op_name(op), calls,
+		ast_cli(a->fd, "%-10s %10lu %12lu %12lu%s%s\n", mcd_op_name(op), calls,
 			calls ? (unsigned long) s->total_us / calls : 0, (unsigned long) s->worst_us,
-			ast_str_buffer(others));
+			ast_str_strlen(others) ? "  " : "", ast_str_buffer(others));
 	}
 	return CLI_SUCCESS;
 }
