@@ -763,6 +763,12 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 	if (!count || count > MCD_MGET_MAX) {
 		return MCD_ARGUMENT_NEEDED;
 	}
+	/* Every item has a result and no value before anything can fail. */
+	for (size_t i = 0; i < count; i++) {
+		items[i].rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		items[i].value = NULL;
+		items[i].value_len = 0;
+	}
 	if (!(m.keys = malloc(count * (MCD_KEY_MAX + 1)))) {
 		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	}
@@ -770,8 +776,6 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 		char *key = m.keys + i * (MCD_KEY_MAX + 1);
 		size_t key_len;
 
-		items[i].value = NULL;
-		items[i].value_len = 0;
 		if ((items[i].rc = build_key(client, items[i].key, key, &key_len)) != MEMCACHED_SUCCESS) {
 			continue;
 		}

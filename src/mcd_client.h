@@ -170,9 +170,10 @@ struct mcd_mget_item {
 };
 
 /*!
- * Read up to MCD_MGET_MAX keys with one request per server (memcached_mget). Each item
- * gets its own result. Returns success when every key was found, MCD_NOTFOUND when
- * some were missing and nothing failed, else the first item's failure.
+ * Read up to MCD_MGET_MAX keys with one multi-get per server that holds any of them. Each
+ * item gets its own result (and a value on success). Returns success when every key was
+ * found, MCD_NOTFOUND when some were missing and nothing failed, else the first item's
+ * failure; MCD_ARGUMENT_NEEDED, items untouched, when count is 0 or over MCD_MGET_MAX.
  */
 mcd_rc mcd_mget(struct mcd_client *client, struct mcd_mget_item *items, size_t count);
 
