@@ -9,7 +9,7 @@ root=$("$here/sandbox/root.sh")
 work=$(mktemp -d "$root/tmp/res_memcached.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-tar -C "$here" --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config --exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$work" -xf -
+"$here/sandbox/copy-tree.sh" "$work"
 
 # MCD_LEND_CLEAN_ROOT and MCD_LEND_ASTERISK16_ROOT: roots (sandbox/root.sh clean,
 # sandbox/root.sh asterisk16) lent read-only at /mnt/clean-root and

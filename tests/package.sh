@@ -29,9 +29,7 @@ trap 'overlay_down "$overlay"; rm -rf "$work"' EXIT
 
 version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 source=$work/asterisk-res-memcached-$version
-mkdir -p "$source"
-tar --exclude=.git --exclude='*.so' --exclude=tests/unit/run_unit --exclude=tests/fuzz/fuzz_config \
-	--exclude=tests/fuzz/fuzz_parsers --exclude=bench/raw -cf - . | tar -C "$source" -xf -
+sandbox/copy-tree.sh "$source"
 deb=$work/asterisk-res-memcached_${version}_$(dpkg --print-architecture).deb
 
 check "dpkg-buildpackage builds $(basename "$deb")" \
