@@ -2,7 +2,9 @@
 #
 # Where Asterisk and its headers are installed (a real PBX, or the sandbox):
 #   make && make install      build res_memcached.so and install it, its docs and a sample config
-#   make check                every suite: unit, fuzz, package, tests in a private Asterisk (22 and 16)
+#   make check                every suite: unit, fuzz, the tests in a private Asterisk, and the
+#                             package and Asterisk 16 suites, which need the roots that make test
+#                             lends them (run alone, those two report a failure)
 #   make run-demo             run the demo dialplan in a private Asterisk
 # On a plain Debian machine, everything runs inside the Debian sid sandbox:
 #   make demo                 build the sandbox once, then build, install and run the demo in it
@@ -11,8 +13,9 @@
 #                             the integration tests run again in a bullseye root, Asterisk 16)
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
-#   make bench                the benchmark table (bench/bench.py)
+#   make bench                the benchmark tables (bench/bench.py, see bench/README.md)
 #   make profile              instructions per operation under callgrind (bench/profile.py)
+# The Python harness (harness/) is imported from the repository's root: python3 -m ...
 
 ASTERISK_INCLUDE_DIR ?= /usr/include
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
@@ -28,24 +31,28 @@ WARNINGS := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
 MEMCACHED_CFLAGS := $(shell pkg-config --cflags libmemcached 2>/dev/null)
 MEMCACHED_LIBS := $(shell pkg-config --libs libmemcached 2>/dev/null || echo -lmemcached -lmemcachedutil)
-MODULE_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached\" \
-	-DAST_MODULE_SELF_SYM=__internal_res_memcached_self -isystem $(ASTERISK_INCLUDE_DIR)
+# Hidden by default: the module's own functions bind to themselves, never to a
+# like-named symbol of another module loaded into the same Asterisk.
+MODULE_CFLAGS := -fPIC -fvisibility=hidden -D_GNU_SOURCE -DAST_MODULE=\"res_memcached\" \
+	-DAST_MODULE_SELF_SYM=__internal_res_memcached_self -isystem $(ASTERISK_INCLUDE_DIR) -Isrc
 
-CORE_SOURCES := src/mcd_config.c src/mcd_client.c src/mcd_util.c
-CORE_HEADERS := $(wildcard src/*.h)
+# The Asterisk-free core (tested and fuzzed on its own), and the glue over it.
+CORE_SOURCES := $(wildcard src/core/*.c)
+GLUE_SOURCES := src/res_memcached.c $(wildcard src/glue/*.c)
+HEADERS := $(wildcard src/core/*.h src/glue/*.h)
 
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
 	load fuzz-long bench bench-here profile profile-here sandbox
 
 all: res_memcached.so
 
-res_memcached.so: src/res_memcached.c $(CORE_SOURCES) $(CORE_HEADERS)
+res_memcached.so: $(GLUE_SOURCES) $(CORE_SOURCES) $(HEADERS)
 	@pkg-config --atleast-version=1.1.4 libmemcached || { \
 		echo "libmemcached 1.1.4 or newer is needed (older ones can mix up values under load)"; exit 1; }
 	@test -f $(ASTERISK_INCLUDE_DIR)/asterisk.h || { \
 		echo "Asterisk headers not found in $(ASTERISK_INCLUDE_DIR): install asterisk-dev or set ASTERISK_INCLUDE_DIR"; exit 1; }
 	$(CC) $(CFLAGS) $(WARNINGS) $(MODULE_CFLAGS) $(MEMCACHED_CFLAGS) -shared -o $@ \
-		src/res_memcached.c $(CORE_SOURCES) $(MEMCACHED_LIBS) $(LDFLAGS)
+		$(GLUE_SOURCES) $(CORE_SOURCES) $(MEMCACHED_LIBS) $(LDFLAGS)
 
 install: res_memcached.so
 	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(DOC_DIR) $(DESTDIR)$(ASTERISK_ETC_DIR)
@@ -61,12 +68,12 @@ uninstall:
 # --- tests, run where Asterisk, memcached and python3 are (the sandbox) ---
 
 # cmocka's test signature takes a state most tests do not use.
-tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(CORE_HEADERS)
-	$(CC) $(CFLAGS) $(WARNINGS) -Wno-unused-parameter -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc \
+tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(HEADERS)
+	$(CC) $(CFLAGS) $(WARNINGS) -Wno-unused-parameter -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc/core \
 		$(MEMCACHED_CFLAGS) -o $@ tests/unit/test_mcd.c $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka
 
 unit-tests: tests/unit/run_unit
-	sandbox/with-memcached.sh tests/unit/run_unit
+	harness/with-memcached.sh tests/unit/run_unit
 
 asterisk-tests: install
 	python3 -m pytest -q -p no:cacheprovider tests/asterisk
@@ -76,9 +83,9 @@ asterisk-tests: install
 FUZZERS := tests/fuzz/fuzz_config tests/fuzz/fuzz_parsers
 FUZZ_SECONDS ?= 60
 
-tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/mcd_config.c src/mcd_util.c $(CORE_HEADERS)
-	clang -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
-		-o $@ $< src/mcd_config.c src/mcd_util.c
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/core/options.c src/core/util.c $(HEADERS)
+	clang -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc/core \
+		-o $@ $< src/core/options.c src/core/util.c
 
 fuzz: $(FUZZERS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZERS)
@@ -95,18 +102,18 @@ bench/raw: bench/raw.c
 	$(CC) -O2 $(WARNINGS) -pthread $(MEMCACHED_CFLAGS) -o $@ $< $(MEMCACHED_LIBS)
 
 bench-here: install bench/raw
-	python3 bench/bench.py
+	python3 -m bench.bench
 
 # Instructions per operation under callgrind: where the module's time goes.
 profile-here: install
-	python3 bench/profile.py
+	python3 -m bench.profile
 
 # Every suite (unit, Asterisk, a short fuzz), then one line that sums them up.
 check: tests/unit/run_unit $(FUZZERS) install
 	tests/run-all.sh
 
 run-demo: install
-	python3 sandbox/demo.py
+	python3 -m sandbox.demo
 
 # --- the same, from a plain Debian machine, inside the Debian sid sandbox ---
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mcd_config.h"
+#include "options.h"
 
 #define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
@@ -22,7 +22,7 @@ static void check_settings(const struct mcd_settings *s)
 		CHECK(s->servers[i].port >= 1 && s->servers[i].port <= 65535);
 	}
 	CHECK(strlen(s->prefix) < MCD_KEY_MAX);
-	CHECK(mcd_key_bytes_valid(s->prefix, strlen(s->prefix)));
+	CHECK(mcd_is_token(s->prefix, strlen(s->prefix)));
 	CHECK(s->ttl >= 0 && s->ttl <= MCD_TTL_MAX);
 	CHECK(s->max_value_length >= 1 && s->max_value_length <= MCD_VALUE_LENGTH_MAX);
 	CHECK(s->timeout_ms >= 1 && s->connect_timeout_ms >= 1);

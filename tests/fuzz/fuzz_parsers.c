@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mcd_config.h"
-#include "mcd_util.h"
+#include "options.h"
+#include "util.h"
 
 #define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (mcd_build_key(prefix, prefix_len, k, key, &len) == MCD_KEY_IS_OK) {
 			CHECK(len == prefix_len + strlen(k) && len <= MCD_KEY_MAX);
 			CHECK(strlen(key) == len);
-			CHECK(mcd_key_bytes_valid(key + prefix_len, strlen(k)));
+			CHECK(mcd_is_token(key + prefix_len, strlen(k)));
 		}
 		break;
 	}

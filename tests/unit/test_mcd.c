@@ -1,8 +1,11 @@
 /*
- * Unit tests of the Asterisk-free parts: mcd_util, mcd_config, and mcd_client
- * against the real memcached named by MCD_TEST_SERVER (host:port).
+ * Unit tests of the Asterisk-free core (src/core): util, options, results,
+ * stats, and the client against the real memcached named by MCD_TEST_SERVER
+ * (host:port). Run from the repository's root: the option table is checked
+ * against memcached.conf.sample, README.md and the sources there.
  */
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "mcd_client.h"
-#include "mcd_config.h"
-#include "mcd_util.h"
+#include "client.h"
+#include "options.h"
+#include "util.h"
 
 static char err[256];
 
@@ -67,15 +70,31 @@ static void parse_uint64_refuses_signs(void **state)
 	assert_int_equal(mcd_parse_uint64("+1", &v), -1);
 }
 
+static void increments_are_whole_numbers_within_32_bits(void **state)
+{
+	int64_t v = 7;
+
+	assert_int_equal(mcd_parse_increment("4294967295", &v), 0);
+	assert_true(v == MCD_INCREMENT_MAX);
+	assert_int_equal(mcd_parse_increment("-4294967295", &v), 0);
+	assert_true(v == -MCD_INCREMENT_MAX);
+	v = 7;
+	assert_int_equal(mcd_parse_increment("4294967296", &v), -1);
+	assert_int_equal(mcd_parse_increment("-4294967296", &v), -1);
+	assert_int_equal(mcd_parse_increment("1.5", &v), -1);
+	assert_int_equal(mcd_parse_increment("x", &v), -1);
+	assert_true(v == 7);
+}
+
 static void key_bytes_refuse_space_control_and_del(void **state)
 {
-	assert_true(mcd_key_bytes_valid("abc:1/2", 7));
-	assert_true(mcd_key_bytes_valid("h\xc3\xa9", 3));
-	assert_false(mcd_key_bytes_valid("a b", 3));
-	assert_false(mcd_key_bytes_valid("a\r\nb", 4));
-	assert_false(mcd_key_bytes_valid("a\tb", 3));
-	assert_false(mcd_key_bytes_valid("a\x7f", 2));
-	assert_false(mcd_key_bytes_valid("a\0b", 3));
+	assert_true(mcd_is_token("abc:1/2", 7));
+	assert_true(mcd_is_token("h\xc3\xa9", 3));
+	assert_false(mcd_is_token("a b", 3));
+	assert_false(mcd_is_token("a\r\nb", 4));
+	assert_false(mcd_is_token("a\tb", 3));
+	assert_false(mcd_is_token("a\x7f", 2));
+	assert_false(mcd_is_token("a\0b", 3));
 }
 
 /* --- mcd_config --- */
@@ -242,6 +261,225 @@ static void credentials_go_together_and_need_binary(void **state)
 	mcd_settings_apply(&s, "binary_proto", "no", err, sizeof(err));
 	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), -1);
 	assert_string_equal(err, "username/password (SASL) need binary_proto=yes");
+}
+
+/* --- the option table against the sample, the README and the sources --- */
+
+/* The whole of a file of the repository, NUL-terminated; the test fails if it cannot be read. */
+static char *read_whole(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *text;
+	long len;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	text = malloc((size_t) len + 1);
+	assert_non_null(text);
+	assert_int_equal(fread(text, 1, (size_t) len, f), (size_t) len);
+	text[len] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* The line of text that starts with start, or NULL. */
+static const char *line_starting(const char *text, const char *start)
+{
+	size_t len = strlen(start);
+
+	for (const char *line = text; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (!strncmp(line, start, len)) {
+			return line;
+		}
+	}
+	return NULL;
+}
+
+static void every_default_is_valid_and_applied(void **state)
+{
+	const struct mcd_option *opt;
+	struct mcd_settings defaults, s;
+
+	mcd_settings_defaults(&defaults);
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char value[300];
+
+		mcd_settings_defaults(&s);
+		assert_int_equal(mcd_settings_apply(&s, opt->name, opt->default_value, err, sizeof(err)),
+			MCD_CONFIG_OK);
+		if (opt->kind != MCD_OPTION_SERVER) {
+			/* Applying the default changes nothing: the defaults are the table's. */
+			assert_memory_equal(&s, &defaults, sizeof(s));
+			assert_true(mcd_option_value(opt, &defaults, 0, value, sizeof(value)));
+			if (opt->kind != MCD_OPTION_SECRET) {
+				assert_string_equal(value, opt->default_value);
+			}
+		}
+		assert_non_null(opt->help);
+		assert_true(strlen(opt->help) > 10);
+		assert_null(strchr(opt->help, '\n'));
+	}
+}
+
+static void sample_config_shows_each_default_of_the_table(void **state)
+{
+	char *sample = read_whole("memcached.conf.sample");
+	const struct mcd_option *opt;
+
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char line[300];
+		const char *found;
+
+		/* Each option appears commented out at its default: ";name=default" alone on a line. */
+		snprintf(line, sizeof(line), ";%s=%s\n", opt->name, opt->default_value);
+		found = line_starting(sample, line);
+		if (!found) {
+			fail_msg("memcached.conf.sample has no line '%.*s'", (int) strlen(line) - 1, line);
+		}
+	}
+	/* And every ";name=" line there names an option of the table. */
+	for (const char *l = sample; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		char name[64];
+		struct mcd_settings s;
+
+		if (sscanf(l, ";%63[a-z_]=", name) == 1 && strchr(l, '=') == l + 1 + strlen(name)) {
+			mcd_settings_defaults(&s);
+			if (mcd_settings_apply(&s, name, "", err, sizeof(err)) == MCD_CONFIG_UNKNOWN_OPTION) {
+				fail_msg("memcached.conf.sample shows an option the module does not know: %s", name);
+			}
+		}
+	}
+	free(sample);
+}
+
+static void readme_table_shows_each_default_of_the_table(void **state)
+{
+	char *readme = read_whole("README.md");
+	const struct mcd_option *opt;
+
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char start[80], cell[300];
+		const char *row, *second;
+
+		/* "| `name` ... | `default` |", or "| none |" for an option without one. */
+		snprintf(start, sizeof(start), "| `%s`", opt->name);
+		row = line_starting(readme, start);
+		if (!row) {
+			fail_msg("README.md's option table has no row for %s", opt->name);
+		}
+		second = strchr(row + 1, '|');
+		assert_non_null(second);
+		if (opt->default_value[0]) {
+			snprintf(cell, sizeof(cell), "| `%s` |", opt->default_value);
+		} else {
+			snprintf(cell, sizeof(cell), "| none |");
+		}
+		if (strncmp(second, cell, strlen(cell))) {
+			fail_msg("README.md gives %s the default '%.*s', the module '%s'", opt->name,
+				(int) strcspn(second + 1, "|"), second + 1, cell);
+		}
+	}
+	free(readme);
+}
+
+/* How many files under dir (and its folders) hold needle. */
+static int files_holding(const char *dir, const char *needle, char *where, size_t wherelen)
+{
+	DIR *d = opendir(dir);
+	struct dirent *entry;
+	int found = 0;
+
+	assert_non_null(d);
+	while ((entry = readdir(d))) {
+		char path[512];
+		size_t len = strlen(entry->d_name);
+
+		if (entry->d_name[0] == '.') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+		if (entry->d_type == DT_DIR) {
+			found += files_holding(path, needle, where, wherelen);
+		} else if (len > 2 && (!strcmp(entry->d_name + len - 2, ".c")
+			|| !strcmp(entry->d_name + len - 2, ".h"))) {
+			char *text = read_whole(path);
+
+			if (strstr(text, needle)) {
+				found++;
+				snprintf(where, wherelen, "%s", path);
+			}
+			free(text);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static void each_option_is_named_in_one_source_file(void **state)
+{
+	const struct mcd_option *opt;
+
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char quoted[80], where[512] = "";
+		int files;
+
+		snprintf(quoted, sizeof(quoted), "\"%s\"", opt->name);
+		files = files_holding("src", quoted, where, sizeof(where));
+		if (files != 1 || strcmp(where, "src/core/options.c")) {
+			fail_msg("%s is named in %d source files (last: %s), not only in src/core/options.c",
+				quoted, files, where);
+		}
+	}
+}
+
+/* --- results: names and outcomes, no server needed --- */
+
+static void outcomes_classify_every_kind_of_result(void **state)
+{
+	assert_int_equal(mcd_rc_outcome(MCD_SUCCESS), MCD_OUTCOME_ANSWER);
+	assert_int_equal(mcd_rc_outcome(MCD_NOTFOUND), MCD_OUTCOME_ANSWER);
+	assert_int_equal(mcd_rc_outcome(MCD_SENT), MCD_OUTCOME_ANSWER);
+	assert_int_equal(mcd_rc_outcome(MCD_ARGUMENT_NEEDED), MCD_OUTCOME_REFUSED);
+	assert_int_equal(mcd_rc_outcome(MCD_BAD_INCREMENT), MCD_OUTCOME_REFUSED);
+	assert_int_equal(mcd_rc_outcome(MCD_VALUE_TOO_LONG), MCD_OUTCOME_REFUSED);
+	/* The server is resting or the pool is full: neither is a new fault of the server. */
+	assert_int_equal(mcd_rc_outcome(MCD_SERVER_TEMPORARILY_DISABLED), MCD_OUTCOME_RESTING);
+	assert_int_equal(mcd_rc_outcome(MCD_POOL_EXHAUSTED), MCD_OUTCOME_OVERLOAD);
+	assert_int_equal(mcd_rc_outcome(MCD_NO_SERVERS), MCD_OUTCOME_ERROR);
+	for (int rc = 0; rc < 49; rc++) {
+		const char *name = mcd_rc_name(rc);
+		enum mcd_outcome outcome = mcd_rc_outcome(rc);
+
+		if (strstr(name, "TIMEOUT") || strstr(name, "CONNECTION_FAILURE")
+			|| strstr(name, "WRITE_FAILURE") || !strcmp(name, "MEMCACHED_READ_FAILURE")) {
+			assert_int_equal(outcome, MCD_OUTCOME_FAULT);
+		}
+		assert_string_not_equal(mcd_outcome_name(outcome), "?");
+	}
+}
+
+static void stats_count_results_and_outcomes(void **state)
+{
+	struct mcd_stats stats;
+	unsigned long outcomes[MCD_OUTCOME_COUNT];
+
+	mcd_stats_reset(&stats);
+	mcd_stats_record(&stats, MCD_OP_GET, mcd_now_us(), MCD_SUCCESS);
+	mcd_stats_record(&stats, MCD_OP_GET, mcd_now_us(), MCD_NOTFOUND);
+	mcd_stats_record(&stats, MCD_OP_GET, mcd_now_us(), MCD_POOL_EXHAUSTED);
+	assert_int_equal(mcd_stats_record(&stats, MCD_OP_GET, mcd_now_us(), MCD_SERVER_TEMPORARILY_DISABLED),
+		MCD_SERVER_TEMPORARILY_DISABLED);
+	assert_int_equal(stats.ops[MCD_OP_GET].calls, 4);
+	assert_int_equal(stats.ops[MCD_OP_GET].by_result[mcd_result_slot(MCD_POOL_EXHAUSTED)], 1);
+	assert_int_equal(mcd_result_of_slot(mcd_result_slot(MCD_POOL_EXHAUSTED)), MCD_POOL_EXHAUSTED);
+	mcd_stats_outcomes(&stats.ops[MCD_OP_GET], outcomes);
+	assert_int_equal(outcomes[MCD_OUTCOME_ANSWER], 2);
+	assert_int_equal(outcomes[MCD_OUTCOME_OVERLOAD], 1);
+	assert_int_equal(outcomes[MCD_OUTCOME_RESTING], 1);
+	assert_int_equal(outcomes[MCD_OUTCOME_FAULT], 0);
+	assert_int_equal(stats.ops[MCD_OP_SET].calls, 0);
 }
 
 /* --- mcd_client: names and expiry, no server needed --- */
@@ -522,6 +760,7 @@ int main(void)
 		cmocka_unit_test(parse_long_accepts_only_whole_numbers_in_range),
 		cmocka_unit_test(parse_int64_refuses_overflow),
 		cmocka_unit_test(parse_uint64_refuses_signs),
+		cmocka_unit_test(increments_are_whole_numbers_within_32_bits),
 		cmocka_unit_test(key_bytes_refuse_space_control_and_del),
 		cmocka_unit_test(defaults_are_the_documented_ones),
 		cmocka_unit_test(servers_parse_in_every_form),
@@ -531,6 +770,12 @@ int main(void)
 		cmocka_unit_test(a_refused_password_is_never_echoed),
 		cmocka_unit_test(too_many_servers_are_refused),
 		cmocka_unit_test(credentials_go_together_and_need_binary),
+		cmocka_unit_test(every_default_is_valid_and_applied),
+		cmocka_unit_test(sample_config_shows_each_default_of_the_table),
+		cmocka_unit_test(readme_table_shows_each_default_of_the_table),
+		cmocka_unit_test(each_option_is_named_in_one_source_file),
+		cmocka_unit_test(outcomes_classify_every_kind_of_result),
+		cmocka_unit_test(stats_count_results_and_outcomes),
 		cmocka_unit_test(result_names_are_libmemcached_names_or_our_own),
 		cmocka_unit_test(expiry_over_30_days_becomes_a_date),
 		cmocka_unit_test(store_modes_binary),

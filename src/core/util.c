@@ -1,7 +1,7 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * mcd_util: strict number parsing and key byte checks.
+ * util: strict number parsing, counter steps and key byte checks.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mcd_util.h"
+#include "util.h"
 
 /* strtoll/strtoull accept things we refuse: empty text, trailing junk, and
  * (for strtoull) a minus sign that wraps around. */
@@ -77,6 +77,17 @@ int mcd_parse_long(const char *text, long min, long max, long *out)
 	return 0;
 }
 
+int mcd_parse_increment(const char *text, int64_t *out)
+{
+	int64_t value;
+
+	if (mcd_parse_int64(text, &value) || value > MCD_INCREMENT_MAX || value < -MCD_INCREMENT_MAX) {
+		return -1;
+	}
+	*out = value;
+	return 0;
+}
+
 enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const char *key, char *out,
 	size_t *out_len)
 {
@@ -89,7 +100,7 @@ enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const c
 		return MCD_KEY_IS_TOO_LONG;
 	}
 	/* A space or CR/LF in a text-protocol key would end the command early. */
-	if (!mcd_key_bytes_valid(key, key_len)) {
+	if (!mcd_is_token(key, key_len)) {
 		return MCD_KEY_HAS_BAD_BYTES;
 	}
 	memcpy(out, prefix, prefix_len);
@@ -98,7 +109,7 @@ enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const c
 	return MCD_KEY_IS_OK;
 }
 
-bool mcd_key_bytes_valid(const char *bytes, size_t len)
+bool mcd_is_token(const char *bytes, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char) bytes[i];

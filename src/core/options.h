@@ -1,21 +1,24 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * mcd_config: memcached.conf options -> one validated, immutable settings
- * struct. Knows nothing of Asterisk: the caller reads the file and feeds
+ * options: every memcached.conf option, declared once in one table (name,
+ * kind, default, range, unit, one line of help), and the settings it fills.
+ * The table drives parsing, the defaults, "memcached show settings" and the
+ * manager's status; a unit test checks memcached.conf.sample and the README
+ * against it. Knows nothing of Asterisk: the glue reads the file and feeds
  * each (name, value) pair in, so the parser is unit-tested and fuzzed alone.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
  */
 
-#ifndef MCD_CONFIG_H
-#define MCD_CONFIG_H
+#ifndef MCD_OPTIONS_H
+#define MCD_OPTIONS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mcd_util.h"
+#include "util.h"
 
 #define MCD_MAX_SERVERS 32
 #define MCD_HOST_LEN 256
@@ -41,8 +44,8 @@ struct mcd_settings {
 	char prefix[MCD_PREFIX_MAX + 1];
 	long ttl;                    /* seconds; 0 = never expires */
 	bool binary_protocol;
-	int hash;                    /* index into mcd_hash_names() */
-	enum mcd_distribution distribution;
+	int hash;                    /* index of mcd_hash_name() */
+	int distribution;            /* an enum mcd_distribution */
 	long max_value_length;       /* bytes a write may store */
 	long connect_timeout_ms;     /* TCP connect */
 	long timeout_ms;             /* wait for any one network read or write */
@@ -56,21 +59,55 @@ struct mcd_settings {
 	char password[MCD_CREDENTIAL_MAX + 1];
 };
 
+enum mcd_option_kind {
+	MCD_OPTION_NUMBER,           /* a whole number from min to max (a long) */
+	MCD_OPTION_BOOL,             /* yes or no (a bool) */
+	MCD_OPTION_CHOICE,           /* one of choices, stored as its index (an int) */
+	MCD_OPTION_TOKEN,            /* one word: no spaces or control characters (a char array) */
+	MCD_OPTION_SECRET,           /* any text, never shown nor echoed (a char array) */
+	MCD_OPTION_SERVER,           /* a server address; repeated for a cluster */
+};
+
+struct mcd_option {
+	const char *name;
+	const char *alias;           /* another name accepted for it, or NULL */
+	enum mcd_option_kind kind;
+	const char *default_value;   /* as written in memcached.conf; "" for none */
+	long min, max;               /* numbers: the accepted range */
+	const char *unit;            /* shown after the value ("ms", "s", "bytes"), or "" */
+	const char *const *choices;  /* choices: their names, NULL-terminated */
+	size_t offset;               /* where the value lives in struct mcd_settings */
+	size_t size;                 /* tokens and secrets: the buffer's size */
+	const char *help;            /* one line: what it does */
+};
+
 enum mcd_config_status {
 	MCD_CONFIG_OK,
 	MCD_CONFIG_UNKNOWN_OPTION,   /* name not known: the caller warns and goes on */
 	MCD_CONFIG_BAD_VALUE,        /* value refused: err says why */
 };
 
-/*! Fill settings with the documented defaults and no servers. */
+/*! The option at index i of the table, or NULL past its end. */
+const struct mcd_option *mcd_option_at(size_t i);
+
+/*! Fill settings with every option's default, and no servers (finish adds the default one). */
 void mcd_settings_defaults(struct mcd_settings *settings);
 
-/*! Apply one option; on anything but MCD_CONFIG_OK, err holds a sentence saying why. */
+/*! Apply one option; on anything but MCD_CONFIG_OK, err holds a sentence saying why and
+ * settings are unchanged. Names are matched without regard to case. */
 enum mcd_config_status mcd_settings_apply(struct mcd_settings *settings, const char *name,
 	const char *value, char *err, size_t errlen);
 
-/*! Check the whole: adds localhost:11211 when no server was given. 0 when usable, else -1 and err. */
+/*! Check the whole: adds the default server when none was given. 0 when usable, else -1 and err. */
 int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen);
+
+/*!
+ * The nth value of option in settings, as memcached.conf would hold it (a secret only says
+ * whether it is set), into buf. Every option has one value (n = 0) but servers, which have
+ * one per server. False when there is no nth value.
+ */
+bool mcd_option_value(const struct mcd_option *option, const struct mcd_settings *settings,
+	unsigned int n, char *buf, size_t len);
 
 /*! Parse "host", "host:port", "[v6addr]" or "[v6addr]:port". 0 on success, else -1 and err. */
 int mcd_parse_server(const char *text, struct mcd_server *server, char *err, size_t errlen);

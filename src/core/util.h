@@ -1,8 +1,8 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * mcd_util: the small parsers shared by the configuration and the dialplan
- * side. Strict: a value is accepted whole or refused, never half-read.
+ * util: the small strict parsers shared by the configuration, the client and
+ * the glue. A value is accepted whole or refused, never half-read.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -17,6 +17,9 @@
 
 /* memcached's own limit on a key, prefix included. */
 #define MCD_KEY_MAX 250
+
+/* The largest step memcached's incr/decr take at once (a 32-bit delta on the wire). */
+#define MCD_INCREMENT_MAX 4294967295LL
 
 enum mcd_key_status {
 	MCD_KEY_IS_OK,
@@ -34,8 +37,12 @@ int mcd_parse_int64(const char *text, int64_t *out);
 /*! Parse an unsigned decimal integer that fits uint64_t (no sign). 0 on success, -1 otherwise. */
 int mcd_parse_uint64(const char *text, uint64_t *out);
 
-/*! True when every byte may stand in a memcached key: no control characters, no space, no DEL. */
-bool mcd_key_bytes_valid(const char *bytes, size_t len);
+/*! Parse a counter step: a whole number from -MCD_INCREMENT_MAX to MCD_INCREMENT_MAX. 0 or -1. */
+int mcd_parse_increment(const char *text, int64_t *out);
+
+/*! True when no byte is a space, a control character or DEL: what a memcached key may hold
+ * (the text protocol ends a command there), and a one-word memcached.conf value too. */
+bool mcd_is_token(const char *bytes, size_t len);
 
 /*! Join prefix and key into out (MCD_KEY_MAX + 1 bytes) when the result is a key memcached takes. */
 enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const char *key, char *out,

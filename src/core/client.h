@@ -1,10 +1,12 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * mcd_client: the memcached side. A client owns a libmemcached connection
- * pool built from one mcd_settings; every operation takes a connection from
- * the pool, so any number of threads may share one client. Knows nothing of
- * Asterisk, so it is unit-tested directly against a real memcached.
+ * client: the memcached side. A client owns libmemcached connection pools
+ * built from one mcd_settings; every operation takes a connection from a
+ * pool, so any number of threads may share one client. Each operation is
+ * timed and counted in the stats it was given (flush and server reports,
+ * which are for the console, are not). Knows nothing of Asterisk, so it is
+ * unit-tested directly against a real memcached.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -17,38 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mcd_config.h"
-
-/*
- * An operation's result: one of libmemcached's memcached_return_t values, or
- * one of the module's own below, which sit past libmemcached's range.
- */
-typedef int mcd_rc;
-
-/* The few libmemcached results the glue names, so it need not include libmemcached. */
-enum {
-	MCD_SUCCESS = 0,             /* MEMCACHED_SUCCESS */
-	MCD_NOTFOUND = 16,           /* MEMCACHED_NOTFOUND */
-	MCD_NO_SERVERS = 20,         /* MEMCACHED_NO_SERVERS */
-	MCD_SERVER_TEMPORARILY_DISABLED = 47, /* MEMCACHED_SERVER_TEMPORARILY_DISABLED */
-};
-
-enum {
-	MCD_ARGUMENT_NEEDED = 1000,  /* an argument is missing or of the wrong kind */
-	MCD_KEY_TOO_LONG,            /* prefix + key longer than 250 bytes */
-	MCD_VALUE_TOO_LONG,          /* value longer than max_value_length */
-	MCD_BAD_INCREMENT,           /* counter increment not a whole number in range */
-	MCD_BINARY_PROTO_NEEDED,     /* kept from the original module; see README */
-	MCD_POOL_EXHAUSTED,          /* every pooled connection stayed busy for pool_wait */
-	MCD_SENT,                    /* written without waiting for an answer (noreply) */
-	MCD_OWN_RESULT_LAST = MCD_SENT,
-};
+#include "options.h"
+#include "results.h"
+#include "stats.h"
 
 /* The most keys one mcd_mget reads. */
 #define MCD_MGET_MAX 64
-
-/* The largest increment memcached's incr/decr take in one step. */
-#define MCD_INCREMENT_MAX 4294967295LL
 
 enum mcd_store_mode {
 	MCD_STORE_SET,
@@ -56,36 +32,6 @@ enum mcd_store_mode {
 	MCD_STORE_REPLACE,
 	MCD_STORE_APPEND,
 	MCD_STORE_PREPEND,
-};
-
-/* What the module counts per kind of operation, for "memcached show stats". */
-enum mcd_op {
-	MCD_OP_GET,
-	MCD_OP_SET,
-	MCD_OP_ADD,
-	MCD_OP_REPLACE,
-	MCD_OP_APPEND,
-	MCD_OP_PREPEND,
-	MCD_OP_DELETE,
-	MCD_OP_COUNTER,
-	MCD_OP_TOUCH,
-	MCD_OP_MGET,
-	MCD_OP_COUNT,
-};
-
-/* Result slots: libmemcached's results, then the module's own. */
-#define MCD_RESULT_SLOTS 64
-
-struct mcd_op_stats {
-	_Atomic unsigned long calls;
-	_Atomic unsigned long by_result[MCD_RESULT_SLOTS];
-	_Atomic unsigned long total_us;
-	_Atomic unsigned long worst_us;
-};
-
-/* Shared by every client built while the module is loaded, so a reload keeps them. */
-struct mcd_stats {
-	struct mcd_op_stats ops[MCD_OP_COUNT];
 };
 
 /* One server as "memcached show servers" reports it. */
@@ -101,25 +47,6 @@ struct mcd_server_report {
 };
 
 struct mcd_client;
-
-/*! The result's name as the dialplan sees it in MCDRESULT, e.g. "MEMCACHED_SUCCESS". Never NULL. */
-const char *mcd_rc_name(mcd_rc rc);
-
-/*! The name of operation op ("get", "set", ...). */
-const char *mcd_op_name(enum mcd_op op);
-
-/*! The slot of rc in mcd_op_stats.by_result, and back: mcd_result_of_slot gives the rc. */
-int mcd_result_slot(mcd_rc rc);
-mcd_rc mcd_result_of_slot(int slot);
-
-/*! Zero every count. */
-void mcd_stats_reset(struct mcd_stats *stats);
-
-/*! True for results that are ordinary answers (success, miss, exists, not stored), not faults. */
-bool mcd_rc_is_answer(mcd_rc rc);
-
-/*! True for results that say a server is unwell (timeouts, refused or broken connections). */
-bool mcd_rc_is_server_fault(mcd_rc rc);
 
 /*! Build a client (resolving host names now, connecting lazily) that counts into stats
  * (may be NULL). NULL and err on failure. */
@@ -196,6 +123,9 @@ mcd_rc mcd_flush(struct mcd_client *client);
 /*! Ask every server for its "stats"; fills up to max reports and returns how many servers. */
 unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
 	unsigned int max);
+
+/*! A reported server's state in words: "up", "resting" or "no answer". */
+const char *mcd_server_state(const struct mcd_server_report *report);
 
 /*! The expiry memcached must be sent for a relative ttl (memcached reads > 30 days as a date). */
 long mcd_wire_expiry(long ttl, long now);

@@ -1,0 +1,64 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * client_private: what client.c and mget.c share, and nothing outside the
+ * client uses: the client's insides, taking a pooled connection, building a
+ * wire key, and the health of each server.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#ifndef MCD_CLIENT_PRIVATE_H
+#define MCD_CLIENT_PRIVATE_H
+
+#include <stdatomic.h>
+
+#include <libmemcached/memcached.h>
+#include <libmemcachedutil-1.0/pool.h>
+
+#include "client.h"
+
+/* Shared by every pooled handle: libmemcached keeps its failure counts per handle. */
+struct server_health {
+	atomic_uint faults;          /* faults in a row, from any call */
+	atomic_long resting_until;   /* monotonic second before which calls skip the server */
+};
+
+struct mcd_client {
+	struct mcd_settings settings;
+	struct server_health health[MCD_MAX_SERVERS];
+	memcached_st *master;        /* template the pool clones; never used for I/O itself */
+	memcached_pool_st *pool;
+	/* Counters go through a text-protocol pool when the main pool talks binary without
+	 * SASL: libmemcached 1.1.4 aborts the whole process when a binary incr/decr meets a
+	 * refusal it does not expect, such as a server that wants credentials. */
+	memcached_st *counter_master;
+	memcached_pool_st *counter_pool;
+	/* Fire-and-forget writes: a text-protocol pool with noreply, or NULL (see
+	 * mcd_client_has_noreply). Its connections never read, so nothing else uses them. */
+	memcached_st *noreply_master;
+	memcached_pool_st *noreply_pool;
+	struct mcd_stats *stats;     /* where operations are counted, or NULL */
+	size_t prefix_len;
+};
+
+/*! A connection from pool, waiting at most pool_wait; NULL and *rc (MCD_POOL_EXHAUSTED when
+ * every connection stayed busy) when there is none. Give it back with memcached_pool_release. */
+memcached_st *mcd_take_connection(struct mcd_client *client, memcached_pool_st *pool, mcd_rc *rc);
+
+/*! prefix + key into out (MCD_KEY_MAX + 1 bytes), refusing what memcached could misread. */
+mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len);
+
+/*! Whether calls track server health: not with remove_failed_servers or replicas, where
+ * libmemcached moves to other servers itself and a rest-period would prevent that. */
+bool mcd_tracks_health(const struct mcd_client *client);
+
+/*! True when server (an index) is in its rest-period after repeated faults. */
+bool mcd_server_resting(struct mcd_client *client, uint32_t server);
+
+/*! Learn from rc whether server (an index, or any larger number for none) answered: faults in
+ * a row reaching server_failure_limit start its rest-period, an answer ends the run. */
+void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * mget: many keys read with one request per server that holds any of them.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_private.h"
+
+/* mget's work: the wire keys (key i at keys + i * (MCD_KEY_MAX + 1)), the item each
+ * was built for and the server it lives on. */
+struct mget_call {
+	char *keys;
+	const char *wire[MCD_MGET_MAX];
+	size_t wire_len[MCD_MGET_MAX];
+	size_t item_of[MCD_MGET_MAX];
+	uint32_t server_of[MCD_MGET_MAX];
+	size_t sent;
+};
+
+/* Give each item whose wire key is key the value, unless it already has one. */
+static mcd_rc give_value(struct mcd_mget_item *items, struct mget_call *m, const char *key,
+	size_t key_len, const char *value, size_t value_len)
+{
+	for (size_t w = 0; w < m->sent; w++) {
+		struct mcd_mget_item *item = &items[m->item_of[w]];
+
+		if (item->value || m->wire_len[w] != key_len || memcmp(m->wire[w], key, key_len)) {
+			continue;
+		}
+		if (!(item->value = malloc(value_len + 1))) {
+			return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		}
+		if (value_len) {
+			memcpy(item->value, value, value_len);
+		}
+		item->value[value_len] = '\0';
+		item->value_len = value_len;
+		item->rc = MEMCACHED_SUCCESS;
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+/*
+ * Read the keys of one server with one request. memcached_mget over several servers
+ * would be one round trip in all, but it reads a server it cannot reach as having none
+ * of the keys; asking each server on its own tells a miss from a failure.
+ */
+static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, struct mget_call *m,
+	uint32_t server)
+{
+	const char *keys[MCD_MGET_MAX];
+	size_t lens[MCD_MGET_MAX], n = 0;
+	memcached_result_st result;
+	memcached_return_t end;
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	for (size_t w = 0; w < m->sent; w++) {
+		if (m->server_of[w] == server) {
+			keys[n] = m->wire[w];
+			lens[n++] = m->wire_len[w];
+		}
+	}
+	/* by_key with the group's first key: every key goes to the server they share. */
+	end = memcached_mget_by_key(memc, keys[0], lens[0], keys, lens, n);
+	/* On our own (not allocated) result: libmemcached frees an allocated one itself
+	 * when the fetch ends. */
+	if (memcached_success(end) && !memcached_result_create(memc, &result)) {
+		end = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	} else if (memcached_success(end)) {
+		while (memcached_fetch_result(memc, &result, &end)) {
+			if (rc == MEMCACHED_SUCCESS) {
+				rc = give_value(items, m, memcached_result_key_value(&result),
+					memcached_result_key_length(&result), memcached_result_value(&result),
+					memcached_result_length(&result));
+			}
+		}
+		memcached_result_free(&result);
+		/* The fetch ends with END, or NOTFOUND when none of the keys was there. */
+		if (end == MEMCACHED_END || end == MEMCACHED_NOTFOUND) {
+			end = rc;
+		}
+	}
+	for (size_t w = 0; w < m->sent; w++) {
+		if (m->server_of[w] == server && !items[m->item_of[w]].value && end != MEMCACHED_SUCCESS) {
+			items[m->item_of[w]].rc = end;
+		}
+	}
+	return end;
+}
+
+static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
+{
+	struct mget_call m = { .sent = 0 };
+	memcached_st *memc = NULL;
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	if (!count || count > MCD_MGET_MAX) {
+		return MCD_ARGUMENT_NEEDED;
+	}
+	/* Every item has a result and no value before anything can fail. */
+	for (size_t i = 0; i < count; i++) {
+		items[i].rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		items[i].value = NULL;
+		items[i].value_len = 0;
+	}
+	if (!(m.keys = malloc(count * (MCD_KEY_MAX + 1)))) {
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	for (size_t i = 0; i < count; i++) {
+		char *key = m.keys + i * (MCD_KEY_MAX + 1);
+		size_t key_len;
+
+		if ((items[i].rc = mcd_client_key(client, items[i].key, key, &key_len)) != MEMCACHED_SUCCESS) {
+			continue;
+		}
+		items[i].rc = MEMCACHED_NOTFOUND;
+		m.wire[m.sent] = key;
+		m.wire_len[m.sent] = key_len;
+		m.item_of[m.sent++] = i;
+	}
+	if (m.sent && !(memc = mcd_take_connection(client, client->pool, &rc))) {
+		for (size_t w = 0; w < m.sent; w++) {
+			items[m.item_of[w]].rc = rc;
+		}
+	}
+	for (size_t w = 0; memc && w < m.sent; w++) {
+		m.server_of[w] = memcached_generate_hash(memc, m.wire[w], m.wire_len[w]);
+	}
+	/* Each server once, in the order its first key came; a resting one is not asked. */
+	for (size_t w = 0; memc && w < m.sent; w++) {
+		uint32_t server = m.server_of[w];
+		bool first = true;
+
+		for (size_t earlier = 0; earlier < w; earlier++) {
+			first = first && m.server_of[earlier] != server;
+		}
+		if (!first) {
+			continue;
+		}
+		if (mcd_tracks_health(client) && mcd_server_resting(client, server)) {
+			for (size_t k = w; k < m.sent; k++) {
+				if (m.server_of[k] == server) {
+					items[m.item_of[k]].rc = MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+				}
+			}
+			continue;
+		}
+		rc = get_from_server(memc, items, &m, server);
+		if (mcd_tracks_health(client)) {
+			mcd_note_server(client, server, rc);
+		}
+	}
+	if (memc) {
+		memcached_pool_release(client->pool, memc);
+	}
+	free(m.keys);
+	/* The first failure, else NOTFOUND for any miss, else success. */
+	rc = MEMCACHED_SUCCESS;
+	for (size_t i = 0; i < count; i++) {
+		if (items[i].rc != MEMCACHED_SUCCESS && (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)) {
+			rc = items[i].rc;
+		}
+	}
+	return rc;
+}
+
+mcd_rc mcd_mget(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
+{
+	unsigned long started = mcd_now_us();
+
+	return mcd_stats_record(client->stats, MCD_OP_MGET, started, get_many(client, items, count));
+}

@@ -1,0 +1,341 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * operations: the single-key operations, each timed and counted.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client_private.h"
+#include "util.h"
+
+/* memcached takes an expiry above 30 days as an absolute Unix time. */
+#define RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
+
+long mcd_wire_expiry(long ttl, long now)
+{
+	return ttl > RELATIVE_EXPIRY_MAX ? now + ttl : ttl;
+}
+
+/* One operation's connection, key and server, from call_begin to call_end. */
+struct call {
+	memcached_pool_st *pool;
+	memcached_st *memc;
+	char key[MCD_KEY_MAX + 1];
+	size_t key_len;
+	uint32_t server;             /* index of the key's server, or NO_SERVER */
+};
+
+#define NO_SERVER UINT32_MAX
+
+/* For call->key: take a connection from pool, and refuse at once when the key's server
+ * is resting after repeated faults. On anything but success there is nothing to end. */
+static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, struct call *call)
+{
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	call->pool = pool;
+	if (!(call->memc = mcd_take_connection(client, pool, &rc))) {
+		return rc;
+	}
+	call->server = NO_SERVER;
+	if (mcd_tracks_health(client)) {
+		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
+		if (mcd_server_resting(client, call->server)) {
+			memcached_pool_release(pool, call->memc);
+			return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+/* Give the connection back and note whether the server answered. Returns rc. */
+static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
+{
+	memcached_pool_release(call->pool, call->memc);
+	mcd_note_server(client, call->server, rc);
+	return rc;
+}
+
+static mcd_rc get_value(struct mcd_client *client, const char *key, char **value, size_t *value_len)
+{
+	struct call call;
+	uint32_t flags;
+	memcached_return_t mrc;
+	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
+
+	*value = NULL;
+	*value_len = 0;
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
+	call_end(client, &call, mrc);
+	if (mrc != MEMCACHED_SUCCESS) {
+		free(*value);
+		*value = NULL;
+		*value_len = 0;
+		return mrc;
+	}
+	if (!*value) {
+		/* A stored empty value comes back as NULL with success: it is not a miss. */
+		*value = strdup("");
+		if (!*value) {
+			return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+void mcd_value_free(char *value)
+{
+	free(value);
+}
+
+static mcd_rc store_value(struct mcd_client *client, memcached_pool_st *pool,
+	enum mcd_store_mode mode, const char *key, const char *value, size_t value_len, long ttl)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	if (!value) {
+		return MCD_ARGUMENT_NEEDED;
+	}
+	if (value_len > (size_t) client->settings.max_value_length) {
+		return MCD_VALUE_TOO_LONG;
+	}
+	if ((rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	switch (mode) {
+	case MCD_STORE_SET:
+		rc = memcached_set(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
+		break;
+	case MCD_STORE_ADD:
+		rc = memcached_add(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
+		break;
+	case MCD_STORE_REPLACE:
+		rc = memcached_replace(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
+		break;
+	case MCD_STORE_APPEND:
+		rc = memcached_append(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
+		break;
+	case MCD_STORE_PREPEND:
+		rc = memcached_prepend(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
+		break;
+	}
+	return call_end(client, &call, rc);
+}
+
+static mcd_rc delete_key(struct mcd_client *client, memcached_pool_st *pool, const char *key)
+{
+	struct call call;
+	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
+}
+
+/* call_begin for a counter step of delta on key: the key and the step checked first. */
+static mcd_rc counter_call_begin(struct mcd_client *client, memcached_pool_st *pool, const char *key,
+	int64_t delta, struct call *call)
+{
+	mcd_rc rc = mcd_client_key(client, key, call->key, &call->key_len);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	if (delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX) {
+		return MCD_BAD_INCREMENT;
+	}
+	return call_begin(client, pool, call);
+}
+
+static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t delta, long ttl,
+	uint64_t *result)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	uint32_t step;
+	mcd_rc rc = counter_call_begin(client, client->counter_pool ? client->counter_pool : client->pool,
+		key, delta, &call);
+
+	*result = 0;
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	/* In range now: counter_call_begin refused anything beyond MCD_INCREMENT_MAX. */
+	step = (uint32_t) (delta < 0 ? -delta : delta);
+	/* incr/decr are atomic on the server but cannot create a counter (not in the text
+	 * protocol), so a miss is answered with add; if another client's add wins that
+	 * race, our incr is simply tried again on the counter it made. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char initial[24];
+		int initial_len;
+
+		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, result)
+			: memcached_increment(call.memc, call.key, call.key_len, step, result);
+		if (rc != MEMCACHED_NOTFOUND || delta == 0) {
+			break;
+		}
+		*result = delta > 0 ? (uint64_t) delta : 0;
+		initial_len = snprintf(initial, sizeof(initial), "%llu", (unsigned long long) *result);
+		rc = memcached_add(call.memc, call.key, call.key_len, initial, (size_t) initial_len, expiry, 0);
+		if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+			break;
+		}
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		*result = 0;
+	}
+	return call_end(client, &call, rc);
+}
+
+static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	return call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
+}
+
+/* A counter step without waiting: "add 0" creates a missing counter (and is refused
+ * unseen when it exists), then incr/decr moves it. Both ride one noreply connection. */
+static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int64_t delta, long ttl)
+{
+	struct call call;
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	uint64_t ignored;
+	mcd_rc rc = counter_call_begin(client, client->noreply_pool, key, delta, &call);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	rc = memcached_add(call.memc, call.key, call.key_len, "0", 1, expiry, 0);
+	if (rc == MEMCACHED_SUCCESS && delta) {
+		uint32_t step = (uint32_t) (delta < 0 ? -delta : delta);
+
+		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, &ignored)
+			: memcached_increment(call.memc, call.key, call.key_len, step, &ignored);
+	}
+	return call_end(client, &call, rc);
+}
+
+/* --- the public operations: each one timed and counted (flush and server reports are not) --- */
+
+/* The operation each store mode is counted as. */
+static const enum mcd_op store_ops[] = {
+	[MCD_STORE_SET] = MCD_OP_SET, [MCD_STORE_ADD] = MCD_OP_ADD,
+	[MCD_STORE_REPLACE] = MCD_OP_REPLACE, [MCD_STORE_APPEND] = MCD_OP_APPEND,
+	[MCD_STORE_PREPEND] = MCD_OP_PREPEND,
+};
+
+/* Count one public operation: the statistics of this client's module. */
+static mcd_rc counted(struct mcd_client *client, enum mcd_op op, unsigned long started, mcd_rc rc)
+{
+	return mcd_stats_record(client->stats, op, started, rc);
+}
+
+mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
+{
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_GET, started, get_value(client, key, value, value_len));
+}
+
+mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+	const char *value, size_t value_len, long ttl)
+{
+	unsigned long started = mcd_now_us();
+
+	return counted(client, store_ops[mode], started,
+		store_value(client, client->pool, mode, key, value, value_len, ttl));
+}
+
+mcd_rc mcd_delete(struct mcd_client *client, const char *key)
+{
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_DELETE, started, delete_key(client, client->pool, key));
+}
+
+mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
+{
+	char text[24];
+	int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_COUNTER, started,
+		store_value(client, client->pool, MCD_STORE_SET, key, text, (size_t) len, ttl));
+}
+
+mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
+	uint64_t *result)
+{
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
+}
+
+/* What a noreply write returns: MCD_SENT once the request is written. */
+static mcd_rc sent(mcd_rc rc)
+{
+	return rc == MEMCACHED_SUCCESS ? MCD_SENT : rc;
+}
+
+mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
+	const char *value, size_t value_len, long ttl)
+{
+	if (!client->noreply_pool) {
+		return mcd_store(client, mode, key, value, value_len, ttl);
+	}
+	unsigned long started = mcd_now_us();
+
+	return counted(client, store_ops[mode], started,
+		sent(store_value(client, client->noreply_pool, mode, key, value, value_len, ttl)));
+}
+
+mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
+{
+	if (!client->noreply_pool) {
+		return mcd_delete(client, key);
+	}
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_DELETE, started, sent(delete_key(client, client->noreply_pool, key)));
+}
+
+mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64_t delta, long ttl)
+{
+	uint64_t ignored;
+
+	if (!client->noreply_pool) {
+		return mcd_counter_add(client, key, delta, ttl, &ignored);
+	}
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_COUNTER, started, sent(send_counter_step(client, key, delta, ttl)));
+}
+
+mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl)
+{
+	unsigned long started = mcd_now_us();
+
+	return counted(client, MCD_OP_TOUCH, started, touch_key(client, key, ttl));
+}

@@ -1,0 +1,77 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * stats: counting operations, their results and their times.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <stdatomic.h>
+#include <time.h>
+
+#include "stats.h"
+
+const char *mcd_op_name(enum mcd_op op)
+{
+	static const char *const names[MCD_OP_COUNT] = {
+		"get", "set", "add", "replace", "append", "prepend", "delete", "counter", "touch", "mget",
+	};
+
+	return op < MCD_OP_COUNT ? names[op] : "?";
+}
+
+unsigned long mcd_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long) ts.tv_sec * 1000000UL + (unsigned long) ts.tv_nsec / 1000UL;
+}
+
+mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc)
+{
+	struct mcd_op_stats *s;
+	unsigned long took, worst;
+
+	if (!stats) {
+		return rc;
+	}
+	s = &stats->ops[op];
+	took = mcd_now_us() - started_us;
+	atomic_fetch_add(&s->calls, 1);
+	atomic_fetch_add(&s->by_result[mcd_result_slot(rc)], 1);
+	atomic_fetch_add(&s->total_us, took);
+	worst = atomic_load(&s->worst_us);
+	while (took > worst && !atomic_compare_exchange_weak(&s->worst_us, &worst, took)) {
+	}
+	return rc;
+}
+
+void mcd_stats_outcomes(const struct mcd_op_stats *stats, unsigned long *out)
+{
+	for (int i = 0; i < MCD_OUTCOME_COUNT; i++) {
+		out[i] = 0;
+	}
+	for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
+		unsigned long n = atomic_load(&stats->by_result[slot]);
+
+		if (n) {
+			out[mcd_rc_outcome(mcd_result_of_slot(slot))] += n;
+		}
+	}
+}
+
+void mcd_stats_reset(struct mcd_stats *stats)
+{
+	for (int op = 0; op < MCD_OP_COUNT; op++) {
+		struct mcd_op_stats *s = &stats->ops[op];
+
+		atomic_store(&s->calls, 0);
+		atomic_store(&s->total_us, 0);
+		atomic_store(&s->worst_us, 0);
+		for (int i = 0; i < MCD_RESULT_SLOTS; i++) {
+			atomic_store(&s->by_result[i], 0);
+		}
+	}
+}

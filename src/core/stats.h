@@ -1,0 +1,58 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * stats: per kind of operation, how many calls ended with each result and
+ * how long they took. Lock-free: any number of threads count at once.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#ifndef MCD_STATS_H
+#define MCD_STATS_H
+
+#include "results.h"
+
+/* The kinds of operation that are counted. */
+enum mcd_op {
+	MCD_OP_GET,
+	MCD_OP_SET,
+	MCD_OP_ADD,
+	MCD_OP_REPLACE,
+	MCD_OP_APPEND,
+	MCD_OP_PREPEND,
+	MCD_OP_DELETE,
+	MCD_OP_COUNTER,
+	MCD_OP_TOUCH,
+	MCD_OP_MGET,
+	MCD_OP_COUNT,
+};
+
+struct mcd_op_stats {
+	_Atomic unsigned long calls;
+	_Atomic unsigned long by_result[MCD_RESULT_SLOTS];
+	_Atomic unsigned long total_us;
+	_Atomic unsigned long worst_us;
+};
+
+/* Shared by every client built while the module is loaded, so a reload keeps them. */
+struct mcd_stats {
+	struct mcd_op_stats ops[MCD_OP_COUNT];
+};
+
+/*! The name of operation op ("get", "set", ...). */
+const char *mcd_op_name(enum mcd_op op);
+
+/*! Microseconds on the monotonic clock: what a call's start is taken with. */
+unsigned long mcd_now_us(void);
+
+/*! Count one op that started at started_us (mcd_now_us) and ended with rc. Returns rc. */
+mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc);
+
+/*! The calls of one op by outcome (mcd_rc_outcome of each result): out has MCD_OUTCOME_COUNT. */
+void mcd_stats_outcomes(const struct mcd_op_stats *stats, unsigned long *out);
+
+/*! Zero every count. */
+void mcd_stats_reset(struct mcd_stats *stats);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * cli: the "memcached ..." console commands: settings, servers and
+ * statistics, one operation at a time, and flush.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include "asterisk.h"
+
+#include <unistd.h>
+
+#include "asterisk/astobj2.h"
+#include "asterisk/cli.h"
+#include "asterisk/logger.h"
+#include "asterisk/strings.h"
+#include "asterisk/utils.h"
+
+#include "glue/internal.h"
+
+/* The console's answer when the module has no client (while it unloads). */
+static char *no_client(struct ast_cli_args *a)
+{
+	ast_cli(a->fd, "res_memcached has no configuration loaded\n");
+	return CLI_FAILURE;
+}
+
+static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const struct mcd_settings *s;
+	const struct mcd_option *opt;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show settings";
+		e->usage = "Usage: memcached show settings\n"
+			"       Show every memcached.conf option as in use (password hidden), with what it does.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(a);
+	}
+	s = mcd_client_settings(live->client);
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char value[MCD_ADDRESS_LEN + 32];
+
+		for (unsigned int n = 0; mcd_option_value(opt, s, n, value, sizeof(value)); n++) {
+			char shown[sizeof(value) + 8];
+
+			snprintf(shown, sizeof(shown), "%s%s%s", value, opt->unit[0] ? " " : "", opt->unit);
+			ast_cli(a->fd, "%-22s %-24s ; %s\n", opt->name, shown, opt->help);
+		}
+	}
+	ast_cli(a->fd, "%-22s %s\n", "MCDNOREPLY", mcd_client_has_noreply(live->client) ? "offered"
+		: "not offered with SASL or replicas: writes are confirmed");
+	return CLI_SUCCESS;
+}
+
+static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	struct mcd_server_report reports[MCD_MAX_SERVERS];
+	unsigned int count;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show servers";
+		e->usage = "Usage: memcached show servers\n"
+			"       Ask every configured memcached for its stats and show them.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(a);
+	}
+	count = mcd_server_reports(live->client, reports, ARRAY_LEN(reports));
+	ast_cli(a->fd, "%-28s %-10s %-10s %12s %8s %12s %12s\n", "Server", "State", "Version", "Items",
+		"Conns", "Hits", "Misses");
+	for (unsigned int i = 0; i < count; i++) {
+		const struct mcd_server_report *r = &reports[i];
+		const char *state = mcd_server_state(r);
+		if (r->answered) {
+			ast_cli(a->fd, "%-28s %-10s %-10s %12llu %8llu %12llu %12llu\n", r->address, state,
+				r->version, r->items, r->connections, r->hits, r->misses);
+		} else {
+			ast_cli(a->fd, "%-28s %-10s\n", r->address, state);
+		}
+	}
+	return CLI_SUCCESS;
+}
+
+static char *cli_show_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	struct ast_str *others;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show stats";
+		e->usage = "Usage: memcached show stats\n"
+			"       Operations since load or \"memcached reset stats\": calls, mean and worst\n"
+			"       time, and how many ended with each result other than success.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	ast_cli(a->fd, "%-10s %10s %12s %12s  %s\n", "Operation", "Calls", "Mean (us)", "Worst (us)",
+		"Other results");
+	/* Allocated once: alloca in the loop would grow the stack with every operation. */
+	others = ast_str_alloca(512);
+	for (int op = 0; op < MCD_OP_COUNT; op++) {
+		const struct mcd_op_stats *s = &mcd_module_stats()->ops[op];
+		unsigned long calls = s->calls;
+
+		ast_str_reset(others);
+		for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
+			unsigned long n = s->by_result[slot];
+			mcd_rc rc = mcd_result_of_slot(slot);
+			if (n && rc != MCD_SUCCESS) {
+				ast_str_append(&others, 0, "%s%s=%lu", ast_str_strlen(others) ? " " : "",
+					mcd_rc_name(rc), n);
+			}
+		}
+		ast_cli(a->fd, "%-10s %10lu %12lu %12lu%s%s\n", mcd_op_name(op), calls,
+			calls ? (unsigned long) s->total_us / calls : 0, (unsigned long) s->worst_us,
+			ast_str_strlen(others) ? "  " : "", ast_str_buffer(others));
+	}
+	return CLI_SUCCESS;
+}
+
+static char *cli_reset_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached reset stats";
+		e->usage = "Usage: memcached reset stats\n"
+			"       Set the counts of \"memcached show stats\" back to zero.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	mcd_stats_reset(mcd_module_stats());
+	ast_cli(a->fd, "memcached statistics reset\n");
+	return CLI_SUCCESS;
+}
+
+/* memcached get|set|add|delete|incr KEY [VALUE]: one operation, as a dialplan call would do it. */
+static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	static const char *const choices[] = { "get", "set", "add", "delete", "incr", NULL };
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const char *op, *key;
+	char *value = NULL;
+	size_t value_len;
+	uint64_t number;
+	int64_t delta = 1;
+	mcd_rc rc;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached {get|set|add|delete|incr}";
+		e->usage = "Usage: memcached get KEY\n"
+			"       memcached set|add KEY VALUE\n"
+			"       memcached delete KEY\n"
+			"       memcached incr KEY [INCREMENT]\n"
+			"       Run one memcached operation on KEY (prefixkey applies, values use the\n"
+			"       configured ttl) and show the result.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return a->pos == 1 ? ast_cli_complete(a->word, choices, a->n) : NULL;
+	}
+	if (a->argc < 3 || a->argc > 4) {
+		return CLI_SHOWUSAGE;
+	}
+	op = a->argv[1];
+	key = a->argv[2];
+	if (((!strcmp(op, "set") || !strcmp(op, "add")) && a->argc != 4)
+		|| ((!strcmp(op, "get") || !strcmp(op, "delete")) && a->argc != 3)) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(a);
+	}
+	if (!strcmp(op, "get")) {
+		rc = mcd_get(live->client, key, &value, &value_len);
+		if (rc == MCD_SUCCESS) {
+			ast_cli(a->fd, "%s\n", value);
+			mcd_value_free(value);
+		}
+	} else if (!strcmp(op, "set") || !strcmp(op, "add")) {
+		rc = mcd_store(live->client, !strcmp(op, "set") ? MCD_STORE_SET : MCD_STORE_ADD, key,
+			a->argv[3], strlen(a->argv[3]), mcd_client_settings(live->client)->ttl);
+	} else if (!strcmp(op, "delete")) {
+		rc = mcd_delete(live->client, key);
+	} else {
+		if (a->argc == 4 && mcd_parse_increment(a->argv[3], &delta)) {
+			rc = MCD_BAD_INCREMENT;
+		} else {
+			rc = mcd_counter_add(live->client, key, delta, 0, &number);
+			if (rc == MCD_SUCCESS) {
+				ast_cli(a->fd, "%llu\n", (unsigned long long) number);
+			}
+		}
+	}
+	ast_cli(a->fd, "%s\n", mcd_rc_name(rc));
+	return CLI_SUCCESS;
+}
+
+static char *cli_flush(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	mcd_rc rc;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached flush";
+		e->usage = "Usage: memcached flush\n"
+			"       Drop every item on every configured memcached (all prefixes, all\n"
+			"       applications). Asks no confirmation; the log records it.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 2) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(a);
+	}
+	rc = mcd_flush(live->client);
+	/* Remote consoles carry no user name: the console's uid is what can be said. */
+	ast_log(LOG_NOTICE, "memcached flush run from the CLI (console fd %d, uid %d): %s\n", a->fd,
+		(int) getuid(), mcd_rc_name(rc));
+	ast_cli(a->fd, "%s\n", mcd_rc_name(rc));
+	return CLI_SUCCESS;
+}
+
+static struct ast_cli_entry cli_commands[] = {
+	AST_CLI_DEFINE(cli_show_settings, "Show res_memcached's settings"),
+	AST_CLI_DEFINE(cli_show_servers, "Show each memcached server's state and stats"),
+	AST_CLI_DEFINE(cli_show_stats, "Show res_memcached's operation counts and times"),
+	AST_CLI_DEFINE(cli_reset_stats, "Reset res_memcached's operation counts"),
+	AST_CLI_DEFINE(cli_operation, "Run one memcached operation"),
+	AST_CLI_DEFINE(cli_flush, "Drop every item on every memcached server"),
+};
+
+int mcd_cli_init(void)
+{
+	return ast_cli_register_multiple(cli_commands, ARRAY_LEN(cli_commands));
+}
+
+int mcd_cli_cleanup(void)
+{
+	return ast_cli_unregister_multiple(cli_commands, ARRAY_LEN(cli_commands));
+}

@@ -1,0 +1,75 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * internal: what the glue's units share. Each Asterisk feature area has its
+ * own file, with a *_init / *_cleanup pair that res_memcached.c calls:
+ *   conf.c      memcached.conf -> settings, through the core's option table
+ *   report.c    MCDRESULT, and the log limiter
+ *   dialplan.c  MCD, MCDCOUNTER and the mcd* applications
+ *   cli.c       the "memcached ..." console commands
+ *   manager.c   the Memcached* manager (AMI) actions
+ * Every name here starts with mcd_: a module's global symbols can meet
+ * another module's in Asterisk's process.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#ifndef MCD_GLUE_INTERNAL_H
+#define MCD_GLUE_INTERNAL_H
+
+#include "core/client.h"
+
+struct ast_channel;
+
+#define MCD_CONFIG_FILE "memcached.conf"
+
+/* --- res_memcached.c: the live client --- */
+
+/*! The client in use, swapped whole on reload: an ao2 object (release it with ao2_cleanup),
+ * so a call in flight keeps the client it started with. */
+struct mcd_live {
+	struct mcd_client *client;
+};
+
+/*! The live client with a reference held, or NULL when there is none (while unloading). */
+struct mcd_live *mcd_live_get(void);
+
+/*! Build a client from memcached.conf and make it the live one; on failure the old one stays. */
+int mcd_live_load(void);
+
+/*! The operation counts since load or "memcached reset stats": every client counts here. */
+struct mcd_stats *mcd_module_stats(void);
+
+/* --- conf.c --- */
+
+/*! Read memcached.conf into settings, logging each problem with its line. 0, or -1 when the
+ * file cannot be used (a bad value, a broken file): then nothing should change. */
+int mcd_conf_read(struct mcd_settings *settings);
+
+/*! Log, at verbose level 2, the settings a new client runs with. */
+void mcd_conf_log(const struct mcd_settings *settings);
+
+/* --- report.c --- */
+
+/*! The end of every dialplan call: log rc if it deserves it (faults, resting servers and a
+ * full pool at most once per window, with a count of the others), then set MCDRESULT. */
+void mcd_report(struct ast_channel *chan, const char *what, const char *key, mcd_rc rc);
+
+/*! Log rc for what on key, as mcd_report does, without touching a channel. */
+void mcd_report_log(const char *what, const char *key, mcd_rc rc);
+
+/*! Set a channel variable (a global one when chan is NULL), unless it already holds value. */
+void mcd_set_if_changed(struct ast_channel *chan, const char *variable, const char *value);
+
+/* --- the feature areas: init registers what each offers (0 or -1); cleanup unregisters
+ * it, returning non-zero when Asterisk refused (the module then stays loaded) --- */
+
+int mcd_dialplan_init(void);
+int mcd_dialplan_cleanup(void);
+int mcd_cli_init(void);
+int mcd_cli_cleanup(void);
+int mcd_manager_init(void);
+int mcd_manager_cleanup(void);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * manager: the Memcached* AMI actions, for monitoring and web applications:
+ * one operation each, and the status (servers, operations, settings).
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include "asterisk.h"
+
+#include <ctype.h>
+
+#include "asterisk/astobj2.h"
+#include "asterisk/manager.h"
+#include "asterisk/strings.h"
+#include "asterisk/utils.h"
+
+#include "glue/internal.h"
+
+/* The manager's answer when the module has no client (while it unloads). */
+static int no_client(struct mansession *s, const struct message *m)
+{
+	astman_send_error(s, m, "res_memcached has no configuration loaded");
+	return 0;
+}
+
+/* Open a successful response (the operation's own outcome is in Result:); the caller ends it. */
+static void ami_start(struct mansession *s, const struct message *m, mcd_rc rc)
+{
+	const char *id = astman_get_header(m, "ActionID");
+
+	astman_append(s, "Response: Success\r\n");
+	if (!ast_strlen_zero(id)) {
+		astman_append(s, "ActionID: %s\r\n", id);
+	}
+	astman_append(s, "Result: %s\r\n", mcd_rc_name(rc));
+}
+
+static int ami_get(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	char *value;
+	size_t value_len;
+	mcd_rc rc;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	rc = mcd_get(live->client, key, &value, &value_len);
+	if (rc == MCD_SUCCESS && strpbrk(value, "\r\n")) {
+		/* A line break would end the AMI message early. */
+		mcd_value_free(value);
+		astman_send_error(s, m, "The value holds a line break; read it with MCD() instead");
+		return 0;
+	}
+	ami_start(s, m, rc);
+	astman_append(s, "Key: %s\r\nValue: %s\r\n\r\n", key, rc == MCD_SUCCESS ? value : "");
+	if (rc == MCD_SUCCESS) {
+		mcd_value_free(value);
+	}
+	return 0;
+}
+
+static int ami_set(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	const char *value = astman_get_header(m, "Value");
+	const char *ttl_text = astman_get_header(m, "TTL");
+	long ttl;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	ttl = mcd_client_settings(live->client)->ttl;
+	if (!ast_strlen_zero(ttl_text) && mcd_parse_long(ttl_text, 0, MCD_TTL_MAX, &ttl)) {
+		astman_send_error(s, m, "TTL: must be a whole number of seconds");
+		return 0;
+	}
+	ami_start(s, m, mcd_store(live->client, MCD_STORE_SET, key, value, strlen(value), ttl));
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+static int ami_delete(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	ami_start(s, m, mcd_delete(live->client, key));
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+static int ami_increment(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	const char *key = astman_get_header(m, "Key");
+	const char *increment = astman_get_header(m, "Increment");
+	int64_t delta = 1;
+	uint64_t value = 0;
+	mcd_rc rc;
+
+	if (ast_strlen_zero(key)) {
+		astman_send_error(s, m, "Key: is required");
+		return 0;
+	}
+	if (!ast_strlen_zero(increment) && mcd_parse_increment(increment, &delta)) {
+		char error[96];
+
+		snprintf(error, sizeof(error), "Increment: must be a whole number from -%lld to %lld",
+			MCD_INCREMENT_MAX, MCD_INCREMENT_MAX);
+		astman_send_error(s, m, error);
+		return 0;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	rc = mcd_counter_add(live->client, key, delta, 0, &value);
+	ami_start(s, m, rc);
+	if (rc == MCD_SUCCESS) {
+		astman_append(s, "Value: %llu\r\n", (unsigned long long) value);
+	}
+	astman_append(s, "\r\n");
+	return 0;
+}
+
+/* One event of the MemcachedStatus list, with the action's ActionID if it had one. */
+static void status_event(struct mansession *s, const char *id, const char *event)
+{
+	astman_append(s, "Event: %s\r\n", event);
+	if (!ast_strlen_zero(id)) {
+		astman_append(s, "ActionID: %s\r\n", id);
+	}
+}
+
+static int ami_status(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	struct mcd_server_report reports[MCD_MAX_SERVERS];
+	const char *id = astman_get_header(m, "ActionID");
+	const struct mcd_option *opt;
+	unsigned int count;
+	int events = 0;
+
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	count = mcd_server_reports(live->client, reports, ARRAY_LEN(reports));
+	astman_send_listack(s, m, "Memcached status will follow", "start");
+	for (unsigned int i = 0; i < count; i++, events++) {
+		const struct mcd_server_report *r = &reports[i];
+
+		status_event(s, id, "MemcachedServer");
+		astman_append(s, "Server: %s\r\nState: %s\r\nVersion: %s\r\nItems: %llu\r\n"
+			"Connections: %llu\r\nHits: %llu\r\nMisses: %llu\r\n\r\n", r->address,
+			mcd_server_state(r), r->version, r->items, r->connections, r->hits, r->misses);
+	}
+	for (int op = 0; op < MCD_OP_COUNT; op++, events++) {
+		const struct mcd_op_stats *st = &mcd_module_stats()->ops[op];
+		unsigned long calls = st->calls, outcomes[MCD_OUTCOME_COUNT];
+
+		mcd_stats_outcomes(st, outcomes);
+		status_event(s, id, "MemcachedOperation");
+		astman_append(s, "Operation: %s\r\nCalls: %lu\r\nSucceeded: %lu\r\nMeanMicroseconds: %lu\r\n"
+			"WorstMicroseconds: %lu\r\n", mcd_op_name(op), calls,
+			(unsigned long) st->by_result[mcd_result_slot(MCD_SUCCESS)],
+			calls ? (unsigned long) st->total_us / calls : 0, (unsigned long) st->worst_us);
+		/* How the calls ended, by kind: Answer, Refused, Error, Fault, Resting, Overload. */
+		for (int outcome = 0; outcome < MCD_OUTCOME_COUNT; outcome++) {
+			const char *name = mcd_outcome_name(outcome);
+
+			astman_append(s, "%c%s: %lu\r\n", toupper(name[0]), name + 1, outcomes[outcome]);
+		}
+		astman_append(s, "\r\n");
+	}
+	for (size_t i = 0; (opt = mcd_option_at(i)); i++) {
+		char value[MCD_ADDRESS_LEN + 32];
+
+		for (unsigned int n = 0; mcd_option_value(opt, mcd_client_settings(live->client), n, value,
+			sizeof(value)); n++, events++) {
+			status_event(s, id, "MemcachedSetting");
+			astman_append(s, "Option: %s\r\nValue: %s\r\nUnit: %s\r\n\r\n", opt->name, value,
+				opt->unit);
+		}
+	}
+	astman_send_list_complete_start(s, m, "MemcachedStatusComplete", events);
+	astman_send_list_complete_end(s);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int authority;
+	int (*handler)(struct mansession *s, const struct message *m);
+} manager_actions[] = {
+	{ "MemcachedGet", EVENT_FLAG_REPORTING, ami_get },
+	{ "MemcachedSet", EVENT_FLAG_SYSTEM, ami_set },
+	{ "MemcachedDelete", EVENT_FLAG_SYSTEM, ami_delete },
+	{ "MemcachedIncrement", EVENT_FLAG_SYSTEM, ami_increment },
+	{ "MemcachedStatus", EVENT_FLAG_REPORTING, ami_status },
+};
+
+int mcd_manager_init(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(manager_actions); i++) {
+		if (ast_manager_register_xml(manager_actions[i].name, manager_actions[i].authority,
+			manager_actions[i].handler)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int mcd_manager_cleanup(void)
+{
+	int res = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(manager_actions); i++) {
+		res |= ast_manager_unregister(manager_actions[i].name);
+	}
+	return res;
+}
