@@ -23,9 +23,9 @@ import time
 
 from pymemcache.client.base import Client
 
+from harness.pbx import MODULES, Asterisk, Memcached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "sandbox"))
-from pbx import MODULES, Asterisk, Memcached  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "10000"))
 # Each single-channel figure is the fastest of REPEATS runs, taken in turn with the

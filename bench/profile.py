@@ -13,11 +13,10 @@ import subprocess
 import sys
 import tempfile
 
+from bench.bench import run_channels
+from harness.pbx import MODULES, Asterisk, Memcached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "sandbox"))
-sys.path.insert(0, HERE)
-from bench import run_channels  # noqa: E402
-from pbx import MODULES, Asterisk, Memcached  # noqa: E402
 
 ROUNDS = int(os.environ.get("PROFILE_ROUNDS", "2000"))
 OPERATIONS = [  # label, bench extension, the module's entry point

@@ -12,12 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from free_port import free_port, wait_listening  # noqa: E402
+from harness.ports import free_port, wait_listening
 
 MODULES = [
     "pbx_config.so",      # extensions.conf

@@ -1,4 +1,5 @@
-"""Print a free TCP port on 127.0.0.1, or with --wait PORT, wait (at most 10 s) until one listens."""
+"""Free loopback ports. As a program (python3 -m harness.ports): print a free TCP
+port on 127.0.0.1, or with --wait PORT, wait (at most 10 s) until one listens."""
 import socket
 import sys
 import time

@@ -7,9 +7,9 @@ import sys
 
 from pymemcache.client.base import Client
 
+from harness.pbx import Asterisk, Memcached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from pbx import Asterisk, Memcached  # noqa: E402
 
 PREFIX = "demo_"
 

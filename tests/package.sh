@@ -50,8 +50,9 @@ if [ ! -f /mnt/clean-root/usr/sbin/asterisk ]; then
 else
 	check "a writable copy of the clean root (overlay)" overlay_up /mnt/clean-root "$overlay"
 	cp "$deb" "$overlay/tmp/"
-	mkdir -p "$overlay/tmp/demo"
-	cp sandbox/pbx.py sandbox/demo.py sandbox/demo-extensions.conf sandbox/free_port.py "$overlay/tmp/demo/"
+	mkdir -p "$overlay/tmp/demo/sandbox"
+	cp -r harness "$overlay/tmp/demo/"
+	cp sandbox/demo.py sandbox/demo-extensions.conf "$overlay/tmp/demo/sandbox/"
 	in_root() { in_overlay "$overlay" "$@"; }
 	check "it is not installed before" sh -c "! test -e '$overlay'/usr/lib/*/asterisk/modules/res_memcached.so"
 	# Two roots built on different days can hold different Asterisk builds: say so plainly.
@@ -64,7 +65,7 @@ else
 	check "memcached.conf is readable by Asterisk's user only" \
 		in_root sh -c "stat -c '%a %U' /etc/asterisk/memcached.conf | tee /dev/stderr | grep -qx '640 asterisk'"
 	check "the demo dialplan runs on the installed module" \
-		in_root sh -c "python3 /tmp/demo/demo.py | tee /dev/stderr | grep -q 'demo_greeting *= b.some text... and some more text.'"
+		in_root sh -c "cd /tmp/demo && python3 -m sandbox.demo | tee /dev/stderr | grep -q 'demo_greeting *= b.some text... and some more text.'"
 	check "dpkg removes it cleanly" \
 		in_root sh -c "dpkg -r asterisk-res-memcached && ! ls /usr/lib/*/asterisk/modules/res_memcached.so"
 fi

@@ -1,20 +1,32 @@
 """Fixtures: real memcached servers, a real Asterisk, an independent client."""
 
+import glob
 import os
 import re
 import socket
-import sys
 import time
 import urllib.parse
 
 import pytest
 from pymemcache.client.base import Client
 
+from harness.pbx import Asterisk, Memcached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "sandbox"))
-from pbx import Asterisk, Memcached  # noqa: E402
 
 PREFIX = "t_"
+
+# The module's source files, as Asterisk names them in its log lines ("src/glue/report.c: ..."):
+# the paths the Makefile compiled them by.
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+MODULE_SOURCES = sorted(os.path.relpath(path, ROOT) for path in glob.glob(
+    os.path.join(ROOT, "src", "**", "*.c"), recursive=True))
+
+
+def module_log_lines(text):
+    """The lines of a log written by the module's own code."""
+    return [line for line in text.splitlines()
+            if any(" %s:" % source in line for source in MODULE_SOURCES)]
 
 
 def read_file(name):

@@ -7,8 +7,8 @@ import pytest
 from pymemcache.client.base import Client
 
 from conftest import PREFIX, general
-from pbx import Memcached
-from free_port import free_port
+from harness.pbx import Memcached
+from harness.ports import free_port
 
 
 def module_running(pbx):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ami import Ami
+from harness.ami import Ami
 from conftest import PREFIX, general, meta_ttl, stats
-from pbx import Asterisk
+from harness.pbx import Asterisk
 
 SECRET = "hunter2-not-shown"
 
@@ -69,7 +69,7 @@ def test_show_servers_reports_each_server(plain, memcached, mc, key):
 
 
 def test_show_servers_says_which_do_not_answer(start_pbx, memcached):
-    from free_port import free_port
+    from harness.ports import free_port
     dead = "127.0.0.1:%d" % free_port()
     pbx = start_pbx(general("server=" + memcached.address, "server=" + dead))
     out = pbx.ast.cli("memcached show servers")
@@ -153,5 +153,15 @@ def test_ami_status_lists_servers_and_operations(ami, memcached, key):
     operations = {m["Operation"]: m for m in messages if m.get("Event") == "MemcachedOperation"}
     assert int(operations["set"]["Calls"]) >= 1
     assert operations["set"]["Succeeded"] == operations["set"]["Calls"]
+    # How each call ended, by outcome: every set here was answered.
+    assert operations["set"]["Answer"] == operations["set"]["Calls"]
+    assert operations["set"]["Fault"] == operations["set"]["Overload"] == "0"
+    # Every option of memcached.conf, as in use.
+    settings = [(m["Option"], m["Value"], m["Unit"]) for m in messages
+                if m.get("Event") == "MemcachedSetting"]
+    assert ("server", memcached.address, "") in settings
+    assert ("prefixkey", PREFIX, "") in settings
+    assert ("timeout", "300", "ms") in settings
+    assert ("password", "", "") in settings
     assert messages[-1]["Event"] == "MemcachedStatusComplete"
-    assert int(messages[-1]["ListItems"]) == len(servers) + len(operations)
+    assert int(messages[-1]["ListItems"]) == len(servers) + len(operations) + len(settings)

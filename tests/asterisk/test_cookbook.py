@@ -9,7 +9,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from conftest import HERE, general, meta_ttl, read_file
-from pbx import MODULES, Asterisk
+from harness.pbx import MODULES, Asterisk
 
 ROOT = os.path.join(HERE, "..", "..")
 COOKBOOK = open(os.path.join(ROOT, "doc", "cookbook.conf")).read()

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import general
-from pbx import HungServer, Memcached
+from harness.pbx import HungServer, Memcached
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_full_pool_gives_pool_exhausted(start_pbx, hung, figures, pool_wait):
 
 
 def test_a_dead_server_does_not_flood_the_log(start_pbx):
-    from free_port import free_port
+    from harness.ports import free_port
     pbx = start_pbx(general("server=127.0.0.1:%d" % free_port(), "retry_timeout=60"))
     mark = pbx.log_mark()
     for n in range(10):
@@ -92,3 +92,31 @@ def test_a_dead_server_does_not_flood_the_log(start_pbx):
                 if "WARNING" in line and "MCD read" in line]
     # The first failure is logged; the rest are counted for the next warning, 10 s on.
     assert len(warnings) == 1, warnings
+
+
+def test_a_full_pool_logs_a_line_per_window_not_one_per_call(start_pbx, hung, figures):
+    # The only connection is held by a call waiting on a hung server (timeout 20 s);
+    # meanwhile 16 channels make 50 reads each, all refused at once for want of one.
+    pbx = start_pbx(general("server=" + hung.address, "pool_size=1", "pool_wait=0",
+                            "timeout=20000", "connect_timeout=20000"))
+    mark = pbx.log_mark()
+    started = time.monotonic()
+    pbx.ast.cli("channel originate Local/hold@tests application Wait 0")
+    pbx.ast.wait_for(lambda: pbx.fn("${MCD(probe)}")[1] == "MEMCACHED_POOL_EXHAUSTED", limit=10)
+    channels, calls = 16, 50
+    pbx.ast.cli("dialplan set global OVERLOAD_CALLS %d" % calls)
+    for n in range(channels):
+        pbx.ast.cli("channel originate Local/overload-%d@tests application Wait 0" % n)
+    pbx.ast.wait_for(lambda: all("OVERLOAD_%d" % n in pbx.ast.globals() for n in range(channels)))
+    elapsed = time.monotonic() - started
+    found = pbx.ast.globals()
+    assert [found["OVERLOAD_%d" % n] for n in range(channels)] == ["0/%d" % calls] * channels
+    lines = [line for line in pbx.log_since(mark).splitlines()
+             if "WARNING" in line and "MEMCACHED_POOL_EXHAUSTED" in line]
+    # One line per 10-second window at most, however many calls were refused.
+    windows = 1 + int(elapsed // 10) + 1
+    assert 1 <= len(lines) <= windows, lines
+    figures("pool_size=1 held, pool_wait=0: %d calls on %d channels refused with "
+            "MEMCACHED_POOL_EXHAUSTED in %.1f s, %d warning line(s) logged"
+            % (channels * calls, channels, elapsed, len(lines)))
+

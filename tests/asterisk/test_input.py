@@ -3,7 +3,7 @@ and no way to slip a memcached command in through any argument."""
 
 import pytest
 
-from conftest import PREFIX, general
+from conftest import PREFIX, general, module_log_lines
 
 CRLF = "${URIDECODE(%0D%0A)}"
 
@@ -54,7 +54,7 @@ def test_refused_key_is_logged_without_its_control_characters(pbx):
     mark = pbx.log_mark()
     pbx.app("mcdset(x%sflush_all,v)" % CRLF)
     logged = pbx.log_since(mark)
-    ours = [line for line in logged.splitlines() if "res_memcached.c" in line]
+    ours = module_log_lines(logged)
     assert any("key with spaces or control characters refused: MEMCACHED_BAD_KEY_PROVIDED" in line
                for line in ours)
     # Asterisk itself echoes the raw application data; this module never does.

@@ -4,7 +4,7 @@ result, checked against values another client wrote."""
 import pytest
 
 from conftest import PREFIX, cluster_conf, general
-from pbx import Memcached
+from harness.pbx import Memcached
 
 SHOW = "${A}|${MCDRESULT_A}|${B}|${MCDRESULT_B}|${C}|${MCDRESULT_C}"
 

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from conftest import general
-from pbx import Memcached
+from harness.pbx import Memcached
 
 USER = "pbx"
 PASSWORD = "s3cret-Pa55word"
