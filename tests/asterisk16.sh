@@ -28,5 +28,5 @@ echo "asterisk16: built and installed with -Wall -Wextra -Werror, no warning"
 in_overlay "$root" sh -c 'cd /tmp/res_memcached && MCD_FIGURES=/tmp/figures.txt \
 	python3 -m pytest -q -p no:cacheprovider --junitxml=/tmp/asterisk16.xml tests/asterisk'
 status=$?
-python3 tests/junit_summary.py asterisk16 "$root/tmp/asterisk16.xml" "$status" 1
+python3 tests/summary.py junit asterisk16 "$root/tmp/asterisk16.xml" "$status" 1
 exit "$status"
