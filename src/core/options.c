@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <stdbool.h>
 
 #include "options.h"
 #include "util.h"
@@ -34,11 +35,12 @@ static const char *const distribution_names[] = { "modula", "consistent", NULL }
 /* Every option memcached.conf knows, in the order "memcached show settings" lists them. */
 static const struct mcd_option options[] = {
 	{ "server", NULL, MCD_OPTION_SERVER, "localhost:11211", 0, 0, "", NULL, FIELD(servers),
-		"a memcached: host, host:port or [IPv6]:port; repeat for a cluster" },
+		"a memcached: host[:port], [IPv6]:port or /socket/path, then ,weight=N; repeat" },
 	{ "prefixkey", "keyprefix", MCD_OPTION_TOKEN, "", 0, 0, "", NULL, FIELD(prefix),
 		"text put in front of every key" },
 	NUMBER("ttl", ttl, "0", 0, MCD_TTL_MAX, "s", "seconds before values expire; 0 = never"),
-	BOOL("binary_proto", binary_protocol, "yes", "binary protocol (yes) or text protocol (no)"),
+	{ "binary_proto", NULL, MCD_OPTION_SWITCH, "auto", 0, 0, "", NULL, FIELD(binary_protocol),
+		"binary (yes) or text (no) protocol; auto: binary only for SASL or replicas" },
 	CHOICE("hash", hash, "default", hash_names, "how a key's server is picked"),
 	CHOICE("distribution", distribution, "modula", distribution_names,
 		"modula, or consistent (ketama) hashing over the servers"),
@@ -54,7 +56,7 @@ static const struct mcd_option options[] = {
 		"re-hash a failed server's keys onto the others"),
 	NUMBER("replicas", replicas, "0", 0, MCD_MAX_SERVERS - 1, "",
 		"extra copies of each value on the next servers"),
-	NUMBER("pool_size", pool_size, "64", 1, 4096, "", "connections at most, shared by all calls"),
+	NUMBER("pool_size", pool_size, "64", 1, 4096, "", "pooled handles at most, each one connection per server"),
 	NUMBER("pool_wait", pool_wait_s, "1", 0, 10, "s", "wait for a free connection; 0 = none"),
 	{ "username", NULL, MCD_OPTION_TOKEN, "", 0, 0, "", NULL, FIELD(username),
 		"SASL user name (binary protocol)" },
@@ -88,34 +90,54 @@ static const struct mcd_option *find_option(const char *name)
 	return NULL;
 }
 
-int mcd_parse_server(const char *text, struct mcd_server *server, char *err, size_t errlen)
+/* Parse the address part of a server= value: a host with an optional port, or a path. */
+static int parse_address(const char *text, const char *address, size_t len, struct mcd_server *server,
+	char *err, size_t errlen)
 {
-	const char *host = text;
+	const char *host = address;
 	const char *port_text = NULL;
 	size_t host_len;
+	char port_buf[16];
 
-	if (*text == '[') {
+	if (len && address[0] == '/') {
+		/* A unix domain socket: the path as it is, within what sockaddr_un holds. */
+		if (len >= MCD_SOCKET_PATH_MAX) {
+			snprintf(err, errlen, "socket path in '%.40s...' is longer than %d bytes", text,
+				MCD_SOCKET_PATH_MAX - 1);
+			return -1;
+		}
+		if (!mcd_is_token(address, len)) {
+			snprintf(err, errlen, "socket path in '%s' has a space or a control character", text);
+			return -1;
+		}
+		memcpy(server->host, address, len);
+		server->host[len] = '\0';
+		server->port = 0;
+		server->unix_socket = true;
+		return 0;
+	}
+	if (len && *address == '[') {
 		/* [IPv6]:port -- the brackets keep the address's colons apart from the port's. */
-		const char *close = strchr(text, ']');
+		const char *close = memchr(address, ']', len);
 		if (!close) {
 			snprintf(err, errlen, "'%s' opens '[' without ']'", text);
 			return -1;
 		}
-		host = text + 1;
+		host = address + 1;
 		host_len = (size_t) (close - host);
-		if (close[1] == ':') {
+		if (close + 1 < address + len && close[1] == ':') {
 			port_text = close + 2;
-		} else if (close[1] != '\0') {
+		} else if (close + 1 != address + len) {
 			snprintf(err, errlen, "'%s' has text after ']' that is not ':port'", text);
 			return -1;
 		}
 	} else {
-		const char *colon = strchr(text, ':');
-		if (colon && strchr(colon + 1, ':')) {
+		const char *colon = memchr(address, ':', len);
+		if (colon && memchr(colon + 1, ':', (size_t) (address + len - colon - 1))) {
 			snprintf(err, errlen, "'%s': write an IPv6 address as [address]:port", text);
 			return -1;
 		}
-		host_len = colon ? (size_t) (colon - text) : strlen(text);
+		host_len = colon ? (size_t) (colon - address) : len;
 		port_text = colon ? colon + 1 : NULL;
 	}
 
@@ -139,11 +161,15 @@ int mcd_parse_server(const char *text, struct mcd_server *server, char *err, siz
 	}
 	memcpy(server->host, host, host_len);
 	server->host[host_len] = '\0';
+	server->unix_socket = false;
 
 	server->port = 11211;
 	if (port_text) {
+		size_t port_len = (size_t) (address + len - port_text);
 		long port;
-		if (mcd_parse_long(port_text, 1, 65535, &port)) {
+
+		snprintf(port_buf, sizeof(port_buf), "%.*s", (int) port_len, port_text);
+		if (port_len >= sizeof(port_buf) || mcd_parse_long(port_buf, 1, 65535, &port)) {
 			snprintf(err, errlen, "port in '%s' is not a number from 1 to 65535", text);
 			return -1;
 		}
@@ -152,12 +178,37 @@ int mcd_parse_server(const char *text, struct mcd_server *server, char *err, siz
 	return 0;
 }
 
+int mcd_parse_server(const char *text, struct mcd_server *server, char *err, size_t errlen)
+{
+	const char *comma = strchr(text, ',');
+	size_t len = comma ? (size_t) (comma - text) : strlen(text);
+
+	server->weight = 1;
+	if (comma) {
+		long weight;
+
+		/* The one thing that may follow an address: ",weight=N". */
+		if (strncasecmp(comma + 1, "weight=", 7)
+			|| mcd_parse_long(comma + 8, 1, MCD_WEIGHT_MAX, &weight)) {
+			snprintf(err, errlen, "'%s': after the address only ,weight=N may follow, N from 1 to %d",
+				text, MCD_WEIGHT_MAX);
+			return -1;
+		}
+		server->weight = (unsigned int) weight;
+	}
+	return parse_address(text, text, len, server, err, errlen);
+}
+
 const char *mcd_server_address(const struct mcd_server *server, char buf[MCD_ADDRESS_LEN])
 {
-	const bool v6 = strchr(server->host, ':') != NULL;
+	const bool v6 = !server->unix_socket && strchr(server->host, ':') != NULL;
 
-	snprintf(buf, MCD_ADDRESS_LEN, "%s%s%s:%u", v6 ? "[" : "", server->host, v6 ? "]" : "",
-		server->port);
+	if (server->unix_socket) {
+		snprintf(buf, MCD_ADDRESS_LEN, "%s", server->host);
+	} else {
+		snprintf(buf, MCD_ADDRESS_LEN, "%s%s%s:%u", v6 ? "[" : "", server->host, v6 ? "]" : "",
+			server->port);
+	}
 	return buf;
 }
 
@@ -212,6 +263,19 @@ static enum mcd_config_status apply_option(struct mcd_settings *settings, const 
 			return MCD_CONFIG_BAD_VALUE;
 		}
 		return MCD_CONFIG_OK;
+	case MCD_OPTION_SWITCH: {
+		bool on;
+
+		if (!strcasecmp(value, "auto")) {
+			*(int *) field = MCD_AUTO;
+		} else if (!parse_bool(value, &on)) {
+			*(int *) field = on;
+		} else {
+			snprintf(err, errlen, "%s must be auto, yes or no, not '%s'", opt->name, value);
+			return MCD_CONFIG_BAD_VALUE;
+		}
+		return MCD_CONFIG_OK;
+	}
 	case MCD_OPTION_CHOICE:
 		for (int i = 0; opt->choices[i]; i++) {
 			if (!strcasecmp(value, opt->choices[i])) {
@@ -301,6 +365,10 @@ bool mcd_option_value(const struct mcd_option *opt, const struct mcd_settings *s
 	case MCD_OPTION_BOOL:
 		snprintf(buf, len, "%s", *(const bool *) field ? "yes" : "no");
 		break;
+	case MCD_OPTION_SWITCH:
+		snprintf(buf, len, "%s", *(const int *) field == MCD_AUTO ? "auto"
+			: (*(const int *) field ? "yes" : "no"));
+		break;
 	case MCD_OPTION_CHOICE:
 		snprintf(buf, len, "%s", opt->choices[*(const int *) field]);
 		break;
@@ -315,9 +383,14 @@ bool mcd_option_value(const struct mcd_option *opt, const struct mcd_settings *s
 			return false;
 		}
 		{
+			const struct mcd_server *server = &settings->servers[n];
 			char address[MCD_ADDRESS_LEN];
 
-			snprintf(buf, len, "%s", mcd_server_address(&settings->servers[n], address));
+			if (server->weight != 1) {
+				snprintf(buf, len, "%s,weight=%u", mcd_server_address(server, address), server->weight);
+			} else {
+				snprintf(buf, len, "%s", mcd_server_address(server, address));
+			}
 		}
 		break;
 	}
@@ -345,6 +418,15 @@ int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen)
 		snprintf(err, errlen, "replicas=%ld needs at least %ld servers", settings->replicas,
 			settings->replicas + 1);
 		return -1;
+	}
+	if (settings->binary_protocol == MCD_AUTO) {
+		settings->binary_protocol = settings->username[0] || settings->replicas;
+	}
+	for (unsigned int i = 0; i < settings->server_count; i++) {
+		if (settings->servers[i].weight != 1 && settings->distribution != MCD_DISTRIBUTION_CONSISTENT) {
+			snprintf(err, errlen, "server weights need distribution=consistent");
+			return -1;
+		}
 	}
 	if (settings->replicas && !settings->binary_protocol) {
 		snprintf(err, errlen, "replicas need binary_proto=yes");

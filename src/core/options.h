@@ -28,14 +28,23 @@
 #define MCD_TTL_MAX 315360000L
 #define MCD_VALUE_LENGTH_MAX (1024L * 1024L)
 
+/* A switch left for mcd_settings_finish to decide. */
+#define MCD_AUTO (-1)
+
 enum mcd_distribution {
 	MCD_DISTRIBUTION_MODULA,
 	MCD_DISTRIBUTION_CONSISTENT,
 };
 
+/* sockaddr_un's room for a path, its final NUL included. */
+#define MCD_SOCKET_PATH_MAX 108
+#define MCD_WEIGHT_MAX 1000
+
 struct mcd_server {
-	char host[MCD_HOST_LEN];
-	unsigned int port;
+	char host[MCD_HOST_LEN];     /* a host name or address, or a unix socket's path */
+	unsigned int port;           /* 0 for a unix socket */
+	bool unix_socket;
+	unsigned int weight;         /* share of the keys under consistent distribution; 1 by default */
 };
 
 struct mcd_settings {
@@ -43,7 +52,7 @@ struct mcd_settings {
 	unsigned int server_count;
 	char prefix[MCD_PREFIX_MAX + 1];
 	long ttl;                    /* seconds; 0 = never expires */
-	bool binary_protocol;
+	int binary_protocol;         /* 1 binary, 0 text; MCD_AUTO until mcd_settings_finish */
 	int hash;                    /* index of mcd_hash_name() */
 	int distribution;            /* an enum mcd_distribution */
 	long max_value_length;       /* bytes a write may store */
@@ -62,6 +71,7 @@ struct mcd_settings {
 enum mcd_option_kind {
 	MCD_OPTION_NUMBER,           /* a whole number from min to max (a long) */
 	MCD_OPTION_BOOL,             /* yes or no (a bool) */
+	MCD_OPTION_SWITCH,           /* auto, yes or no (an int: MCD_AUTO, 1 or 0) */
 	MCD_OPTION_CHOICE,           /* one of choices, stored as its index (an int) */
 	MCD_OPTION_TOKEN,            /* one word: no spaces or control characters (a char array) */
 	MCD_OPTION_SECRET,           /* any text, never shown nor echoed (a char array) */
@@ -98,7 +108,9 @@ void mcd_settings_defaults(struct mcd_settings *settings);
 enum mcd_config_status mcd_settings_apply(struct mcd_settings *settings, const char *name,
 	const char *value, char *err, size_t errlen);
 
-/*! Check the whole: adds the default server when none was given. 0 when usable, else -1 and err. */
+/*! Check the whole: adds the default server when none was given, and decides what was left to
+ * auto (binary_proto: binary where SASL or replicas need it, else text). 0 when usable, else
+ * -1 and err. */
 int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen);
 
 /*!
@@ -109,13 +121,15 @@ int mcd_settings_finish(struct mcd_settings *settings, char *err, size_t errlen)
 bool mcd_option_value(const struct mcd_option *option, const struct mcd_settings *settings,
 	unsigned int n, char *buf, size_t len);
 
-/*! Parse "host", "host:port", "[v6addr]" or "[v6addr]:port". 0 on success, else -1 and err. */
+/*! Parse "host", "host:port", "[v6addr]", "[v6addr]:port" or "/path/of/a/unix.socket", each
+ * optionally followed by ",weight=N". 0 on success, else -1 and err. */
 int mcd_parse_server(const char *text, struct mcd_server *server, char *err, size_t errlen);
 
 /* Room for "[host]:port". */
 #define MCD_ADDRESS_LEN (MCD_HOST_LEN + 8)
 
-/*! Write server as host:port, or [host]:port for an IPv6 address, into buf; returns buf. */
+/*! Write server's address as host:port, [host]:port for an IPv6 address, or its socket's path,
+ * into buf; returns buf. */
 const char *mcd_server_address(const struct mcd_server *server, char buf[MCD_ADDRESS_LEN]);
 
 /*! The name of hash function index i (as written in memcached.conf), or NULL past the end. */

@@ -16,11 +16,25 @@ static void check_settings(const struct mcd_settings *s)
 {
 	CHECK(s->server_count >= 1 && s->server_count <= MCD_MAX_SERVERS);
 	for (unsigned int i = 0; i < s->server_count; i++) {
-		CHECK(s->servers[i].host[0] != '\0');
-		CHECK(strlen(s->servers[i].host) < MCD_HOST_LEN);
-		CHECK(!strpbrk(s->servers[i].host, " \t\r\n[]"));
-		CHECK(s->servers[i].port >= 1 && s->servers[i].port <= 65535);
+		const struct mcd_server *server = &s->servers[i];
+
+		CHECK(server->host[0] != '\0');
+		CHECK(strlen(server->host) < MCD_HOST_LEN);
+		if (server->unix_socket) {
+			/* Any path but one with a blank, a control character or the weight's comma. */
+			CHECK(server->host[0] == '/' && server->port == 0);
+			CHECK(mcd_is_token(server->host, strlen(server->host)) && !strchr(server->host, ','));
+		} else {
+			CHECK(!strpbrk(server->host, " \t\r\n[],/"));
+			CHECK(server->port >= 1 && server->port <= 65535);
+		}
+		/* Weights other than 1 only where they work: consistent distribution. */
+		CHECK(server->weight >= 1 && server->weight <= MCD_WEIGHT_MAX);
+		CHECK(server->weight == 1 || s->distribution == MCD_DISTRIBUTION_CONSISTENT);
 	}
+	/* auto is decided by finish: binary exactly where SASL or replicas need it, or as set. */
+	CHECK(s->binary_protocol == 0 || s->binary_protocol == 1);
+	CHECK(s->binary_protocol || (!s->username[0] && !s->replicas));
 	CHECK(strlen(s->prefix) < MCD_KEY_MAX);
 	CHECK(mcd_is_token(s->prefix, strlen(s->prefix)));
 	CHECK(s->ttl >= 0 && s->ttl <= MCD_TTL_MAX);

@@ -85,8 +85,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 3:
 		if (mcd_parse_server(text, &server, err, sizeof(err)) == 0) {
-			CHECK(server.host[0] && server.port >= 1 && server.port <= 65535);
-			CHECK(!strpbrk(server.host, " \t\r\n[]"));
+			/* A socket's path, or a host and a port; a weight in range either way. */
+			if (server.unix_socket) {
+				CHECK(server.host[0] == '/' && server.port == 0);
+				CHECK(strlen(server.host) < MCD_SOCKET_PATH_MAX);
+				CHECK(mcd_is_token(server.host, strlen(server.host)) && !strchr(server.host, ','));
+			} else {
+				CHECK(server.host[0] && server.port >= 1 && server.port <= 65535);
+				CHECK(!strpbrk(server.host, " \t\r\n[]/,"));
+			}
+			CHECK(server.weight >= 1 && server.weight <= MCD_WEIGHT_MAX);
 		}
 		break;
 	case 4: {
