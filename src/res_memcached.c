@@ -57,7 +57,7 @@ int mcd_live_load(void)
 	if (!live) {
 		return -1;
 	}
-	live->client = mcd_client_create(&settings, &stats, err, sizeof(err));
+	live->client = mcd_client_create(&settings, &stats, mcd_report_notice, err, sizeof(err));
 	if (!live->client) {
 		ast_log(LOG_ERROR, "%s: %s\n", MCD_CONFIG_FILE, err);
 		ao2_ref(live, -1);

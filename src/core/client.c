@@ -1,14 +1,15 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * client: the pools, server health and the single-key operations.
+ * client: building a client (servers, behaviours, pools), taking and giving
+ * back connections, each server's health and protocol, and server reports.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
  */
 
 #include <netdb.h>
-#include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +32,16 @@ static int resolve(struct mcd_server *server, char *err, size_t errlen)
 	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *found;
 	char numeric[sizeof(server->host)];
-	int res = getaddrinfo(server->host, NULL, &hints, &found);
+	int res;
 
+	if (server->unix_socket) {
+		return 0;
+	}
+	res = getaddrinfo(server->host, NULL, &hints, &found);
 	if (res) {
 		hints.ai_family = AF_INET6;
 		res = getaddrinfo(server->host, NULL, &hints, &found);
 	}
-
 	if (res) {
 		snprintf(err, errlen, "cannot resolve server '%s': %s", server->host, gai_strerror(res));
 		return -1;
@@ -53,20 +57,50 @@ static int resolve(struct mcd_server *server, char *err, size_t errlen)
 	return 0;
 }
 
+/* Add server to memc, over TCP or its unix socket, with its weight. */
+static memcached_return_t add_server(memcached_st *memc, const struct mcd_server *server)
+{
+	return server->unix_socket
+		? memcached_server_add_unix_socket_with_weight(memc, server->host, server->weight)
+		: memcached_server_add_with_weight(memc, server->host, (in_port_t) server->port, server->weight);
+}
+
+/* The timeouts that bound every network wait: connecting, then each read or write. */
+static int set_timeouts(memcached_st *memc, const struct mcd_settings *s)
+{
+	return memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
+			(uint64_t) s->connect_timeout_ms))
+		|| memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+			(uint64_t) s->timeout_ms))
+		|| memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
+			(uint64_t) s->timeout_ms * 1000))
+		|| memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
+			(uint64_t) s->timeout_ms * 1000)) ? -1 : 0;
+}
+
+static bool weighted(const struct mcd_settings *s)
+{
+	for (unsigned int i = 0; i < s->server_count; i++) {
+		if (s->servers[i].weight != 1) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char *err, size_t errlen)
 {
+	/* Weighted ketama only where a weight is set, so that unweighted clusters keep the
+	 * placement of keys that other clients (and earlier versions) use. */
+	const uint64_t distribution = s->distribution != MCD_DISTRIBUTION_CONSISTENT
+		? MEMCACHED_DISTRIBUTION_MODULA : (weighted(s) ? MEMCACHED_DISTRIBUTION_CONSISTENT_WEIGHTED
+		: MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
 	const struct {
 		memcached_behavior_t behavior;
 		uint64_t value;
 	} behaviors[] = {
-		{ MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, s->binary_protocol },
-		{ MEMCACHED_BEHAVIOR_DISTRIBUTION, s->distribution == MCD_DISTRIBUTION_CONSISTENT
-			? MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA : MEMCACHED_DISTRIBUTION_MODULA },
-		{ MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t) s->connect_timeout_ms },
-		/* poll() waits for every read and write are what bound an operation. */
-		{ MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t) s->timeout_ms },
-		{ MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t) s->timeout_ms * 1000 },
-		{ MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t) s->timeout_ms * 1000 },
+		{ MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t) s->binary_protocol },
+		{ MEMCACHED_BEHAVIOR_DISTRIBUTION, distribution },
 		{ MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, (uint64_t) s->retry_timeout_s },
 		{ MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, (uint64_t) s->server_failure_limit },
 		/* libmemcached's own count of connect timeouts uses the same limit (read timeouts
@@ -82,6 +116,10 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		snprintf(err, errlen, "hash %s is not built into this libmemcached", mcd_hash_name(s->hash));
 		return -1;
 	}
+	if (set_timeouts(memc, s)) {
+		snprintf(err, errlen, "libmemcached refused the timeouts");
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof(behaviors) / sizeof(behaviors[0]); i++) {
 		memcached_return_t rc = memcached_behavior_set(memc, behaviors[i].behavior, behaviors[i].value);
 		if (memcached_failed(rc)) {
@@ -94,26 +132,49 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 	return 0;
 }
 
-/* A text-protocol copy of master without replicas (and with noreply if asked), and its
- * pool, for counters and fire-and-forget writes. Nonzero on failure. */
-static int text_pool(memcached_st *master, bool noreply, long size, memcached_st **copy,
-	memcached_pool_st **pool)
+/* A pool of at most size handles cloned from master (which the pool then owns). One handle
+ * is made now, more as concurrent calls need them; none connects before its first use. */
+static int make_pool(struct mcd_pool *pool, memcached_st *master, long size)
 {
-	*copy = memcached_clone(NULL, master);
-	if (!*copy
-		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0))
-		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0))
-		|| memcached_failed(memcached_behavior_set(*copy, MEMCACHED_BEHAVIOR_NOREPLY, noreply))) {
-		return -1;
+	pool->master = master;
+	pool->size = (unsigned int) size;
+	pool->pool = master ? memcached_pool_create(master, 1, (uint32_t) size) : NULL;
+	return pool->pool ? 0 : -1;
+}
+
+/* A text-protocol copy of master without replicas (and with noreply if asked), for the
+ * pools of counters and fire-and-forget writes; NULL on failure. */
+static memcached_st *text_copy(memcached_st *master, bool noreply)
+{
+	memcached_st *copy = memcached_clone(NULL, master);
+
+	if (copy && (memcached_failed(memcached_behavior_set(copy, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0))
+		|| memcached_failed(memcached_behavior_set(copy, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0))
+		|| memcached_failed(memcached_behavior_set(copy, MEMCACHED_BEHAVIOR_NOREPLY, noreply)))) {
+		memcached_free(copy);
+		return NULL;
 	}
-	*pool = memcached_pool_create(*copy, 1, (uint32_t) size);
-	return *pool ? 0 : -1;
+	return copy;
+}
+
+static void destroy_pool(struct mcd_pool *pool, bool sasl)
+{
+	if (pool->pool) {
+		memcached_pool_destroy(pool->pool);
+	}
+	if (pool->master) {
+		if (sasl) {
+			memcached_destroy_sasl_auth_data(pool->master);
+		}
+		memcached_free(pool->master);
+	}
 }
 
 struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
-	char *err, size_t errlen)
+	mcd_notice_fn notice, char *err, size_t errlen)
 {
 	struct mcd_client *client = calloc(1, sizeof(*client));
+	memcached_st *master;
 
 	if (!client) {
 		snprintf(err, errlen, "out of memory");
@@ -121,54 +182,60 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 	}
 	client->settings = *settings;
 	client->stats = stats;
+	client->notice = notice;
 	client->prefix_len = strlen(settings->prefix);
+	for (unsigned int i = 0; i < MCD_MAX_SERVERS; i++) {
+		atomic_store(&client->health[i].probe_due, true);
+	}
 
-	client->master = memcached_create(NULL);
-	if (!client->master) {
+	if (!(master = memcached_create(NULL))) {
 		snprintf(err, errlen, "out of memory");
 		goto failed;
 	}
 	for (unsigned int i = 0; i < client->settings.server_count; i++) {
 		struct mcd_server *server = &client->settings.servers[i];
 		memcached_return_t rc;
+		char address[MCD_ADDRESS_LEN];
 
 		if (resolve(server, err, errlen)) {
+			memcached_free(master);
 			goto failed;
 		}
-		rc = memcached_server_add(client->master, server->host, (in_port_t) server->port);
-		if (memcached_failed(rc)) {
-			snprintf(err, errlen, "cannot add server %s:%u: %s", server->host, server->port,
-				memcached_strerror(client->master, rc));
+		if (memcached_failed(rc = add_server(master, server))) {
+			snprintf(err, errlen, "cannot add server %s: %s", mcd_server_address(server, address),
+				memcached_strerror(master, rc));
+			memcached_free(master);
 			goto failed;
 		}
 	}
-	if (set_behaviors(client->master, &client->settings, err, errlen)) {
+	if (set_behaviors(master, &client->settings, err, errlen)) {
+		memcached_free(master);
 		goto failed;
 	}
 	if (settings->username[0]) {
-		memcached_return_t rc = memcached_set_sasl_auth_data(client->master, settings->username,
+		memcached_return_t rc = memcached_set_sasl_auth_data(master, settings->username,
 			settings->password);
 		if (memcached_failed(rc)) {
-			snprintf(err, errlen, "cannot set SASL credentials: %s",
-				memcached_strerror(client->master, rc));
+			snprintf(err, errlen, "cannot set SASL credentials: %s", memcached_strerror(master, rc));
+			memcached_free(master);
 			goto failed;
 		}
 	}
-	/* One handle now; more are cloned as concurrent calls need them. None connects yet. */
-	client->pool = memcached_pool_create(client->master, 1, (uint32_t) settings->pool_size);
-	if (!client->pool) {
+	if (make_pool(&client->main, master, settings->pool_size)) {
 		snprintf(err, errlen, "cannot create a connection pool of %ld", settings->pool_size);
 		goto failed;
 	}
+	/* Counters go through the text protocol when the main pool talks binary without SASL:
+	 * libmemcached 1.1.4 aborts the whole process when a binary incr/decr meets a refusal it
+	 * does not expect, such as a server that wants credentials. In text, no such pool. */
 	if (settings->binary_protocol && !settings->username[0]
-		&& text_pool(client->master, false, settings->pool_size, &client->counter_master,
-			&client->counter_pool)) {
+		&& make_pool(&client->counters, text_copy(master, false), settings->pool_size)) {
 		snprintf(err, errlen, "cannot create the counters' connection pool");
 		goto failed;
 	}
+	/* Fire-and-forget writes: their connections never read, so nothing else may use them. */
 	if (!settings->username[0] && !settings->replicas
-		&& text_pool(client->master, true, settings->pool_size, &client->noreply_master,
-			&client->noreply_pool)) {
+		&& make_pool(&client->noreply, text_copy(master, true), settings->pool_size)) {
 		snprintf(err, errlen, "cannot create the noreply connection pool");
 		goto failed;
 	}
@@ -184,33 +251,42 @@ void mcd_client_destroy(struct mcd_client *client)
 	if (!client) {
 		return;
 	}
-	if (client->counter_pool) {
-		memcached_pool_destroy(client->counter_pool);
-	}
-	if (client->counter_master) {
-		memcached_free(client->counter_master);
-	}
-	if (client->noreply_pool) {
-		memcached_pool_destroy(client->noreply_pool);
-	}
-	if (client->noreply_master) {
-		memcached_free(client->noreply_master);
-	}
-	if (client->pool) {
-		memcached_pool_destroy(client->pool);
-	}
-	if (client->master) {
-		if (client->settings.username[0]) {
-			memcached_destroy_sasl_auth_data(client->master);
-		}
-		memcached_free(client->master);
-	}
+	destroy_pool(&client->counters, false);
+	destroy_pool(&client->noreply, false);
+	destroy_pool(&client->main, client->settings.username[0]);
 	free(client);
 }
 
 const struct mcd_settings *mcd_client_settings(const struct mcd_client *client)
 {
 	return &client->settings;
+}
+
+bool mcd_client_has_noreply(const struct mcd_client *client)
+{
+	return client->noreply.pool != NULL;
+}
+
+void mcd_client_pool_usage(struct mcd_client *client, struct mcd_pool_usage usage[MCD_POOL_KINDS])
+{
+	struct mcd_pool *pools[MCD_POOL_KINDS] = {
+		[MCD_POOL_CALLS] = &client->main, [MCD_POOL_COUNTERS] = &client->counters,
+		[MCD_POOL_NOREPLY] = &client->noreply,
+	};
+
+	for (int i = 0; i < MCD_POOL_KINDS; i++) {
+		usage[i].exists = pools[i]->pool != NULL;
+		usage[i].size = pools[i]->size;
+		usage[i].in_use = atomic_load(&pools[i]->in_use);
+		usage[i].peak = atomic_load(&pools[i]->peak);
+	}
+}
+
+const char *mcd_pool_name(enum mcd_pool_kind kind)
+{
+	static const char *const names[MCD_POOL_KINDS] = { "calls", "counters", "noreply writes" };
+
+	return kind < MCD_POOL_KINDS ? names[kind] : "?";
 }
 
 mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out,
@@ -237,26 +313,95 @@ static long now_monotonic(void)
 	return (long) ts.tv_sec;
 }
 
-memcached_st *mcd_take_connection(struct mcd_client *client, memcached_pool_st *pool, mcd_rc *rc)
+memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc)
 {
 	struct timespec wait = { .tv_sec = client->settings.pool_wait_s };
 	memcached_return_t fetch_rc = MEMCACHED_SUCCESS;
-	memcached_st *memc = memcached_pool_fetch(pool, &wait, &fetch_rc);
+	memcached_st *memc = memcached_pool_fetch(pool->pool, &wait, &fetch_rc);
+	unsigned int held, peak;
 
 	if (!memc) {
 		/* The pool answers TIMEOUT after a wait and NOTFOUND without one: both mean every
 		 * connection is busy, which must not read as a slow server or a missing key. */
 		*rc = (fetch_rc == MEMCACHED_TIMEOUT || fetch_rc == MEMCACHED_NOTFOUND) ? MCD_POOL_EXHAUSTED
 			: (fetch_rc == MEMCACHED_SUCCESS ? MEMCACHED_MEMORY_ALLOCATION_FAILURE : (mcd_rc) fetch_rc);
+		return NULL;
+	}
+	/* The pool makes a handle only when none is free: the peak held is how many it made. */
+	held = atomic_fetch_add(&pool->in_use, 1) + 1;
+	peak = atomic_load(&pool->peak);
+	while (held > peak && !atomic_compare_exchange_weak(&pool->peak, &peak, held)) {
 	}
 	return memc;
+}
+
+void mcd_give_back(struct mcd_pool *pool, memcached_st *memc)
+{
+	atomic_fetch_sub(&pool->in_use, 1);
+	memcached_pool_release(pool->pool, memc);
+}
+
+/* Say something to the administrator through the glue, if it listens. */
+static void notice(const struct mcd_client *client, const char *format, ...)
+{
+	char message[512];
+	va_list ap;
+
+	if (!client->notice) {
+		return;
+	}
+	va_start(ap, format);
+	vsnprintf(message, sizeof(message), format, ap);
+	va_end(ap);
+	client->notice(message);
+}
+
+/* Whether server i answers a version request in the given protocol, on a connection of its
+ * own, within the configured timeouts. */
+static bool answers(const struct mcd_client *client, unsigned int i, bool binary)
+{
+	memcached_st *memc = memcached_create(NULL);
+	bool answered = false;
+
+	if (memc && !memcached_failed(add_server(memc, &client->settings.servers[i]))
+		&& !set_timeouts(memc, &client->settings)
+		&& !memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, binary))) {
+		memcached_version(memc);
+		answered = memcached_server_major_version(memcached_server_instance_by_position(memc, 0))
+			!= UINT8_MAX;
+	}
+	memcached_free(memc);
+	return answered;
+}
+
+/* A server that starts resting may be well but speak only the other protocol (a proxy that
+ * speaks no binary, a memcached started with -B binary): find out once, and say so. */
+static void probe_protocol(struct mcd_client *client, unsigned int server)
+{
+	const bool binary = client->settings.binary_protocol;
+	char address[MCD_ADDRESS_LEN];
+
+	if (!atomic_exchange(&client->health[server].probe_due, false) || !answers(client, server, !binary)) {
+		return;
+	}
+	atomic_store(&client->health[server].other_protocol, true);
+	mcd_server_address(&client->settings.servers[server], address);
+	if (binary) {
+		notice(client, "memcached server %s does not answer the binary protocol but answers the "
+			"text protocol: it is a proxy (memcached's own, twemproxy, mcrouter) or a server that "
+			"speaks text only. Set binary_proto=no (or auto) in memcached.conf.", address);
+	} else {
+		notice(client, "memcached server %s does not answer the text protocol but answers the "
+			"binary protocol (a memcached started with -B binary, or with -S, which then wants a "
+			"username and password too). Set binary_proto=yes in memcached.conf.", address);
+	}
 }
 
 void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 {
 	struct server_health *health;
 
-	if (server >= MCD_MAX_SERVERS) {
+	if (server >= client->settings.server_count) {
 		return;
 	}
 	health = &client->health[server];
@@ -267,12 +412,17 @@ void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 		if (atomic_load(&health->faults)) {
 			atomic_store(&health->faults, 0);
 		}
+		if (!atomic_load(&health->probe_due)) {
+			atomic_store(&health->other_protocol, false);
+			atomic_store(&health->probe_due, true);
+		}
 		break;
 	case MCD_OUTCOME_FAULT:
 		if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
 			/* libmemcached rests a server only after connect failures, and only in the
 			 * one handle that saw them: a hung server would cost every call a timeout. */
 			atomic_store(&health->resting_until, now_monotonic() + client->settings.retry_timeout_s);
+			probe_protocol(client, server);
 		}
 		break;
 	case MCD_OUTCOME_REFUSED:
@@ -295,62 +445,130 @@ bool mcd_tracks_health(const struct mcd_client *client)
 	return !client->settings.remove_failed_servers && !client->settings.replicas;
 }
 
-bool mcd_client_has_noreply(const struct mcd_client *client)
-{
-	return client->noreply_pool != NULL;
-}
-
 mcd_rc mcd_flush(struct mcd_client *client)
 {
 	mcd_rc rc = MEMCACHED_SUCCESS;
-	memcached_st *memc = mcd_take_connection(client, client->pool, &rc);
+	memcached_st *memc = mcd_take_connection(client, &client->main, &rc);
 
 	if (!memc) {
 		return rc;
 	}
 	rc = memcached_flush(memc, 0);
-	memcached_pool_release(client->pool, memc);
+	mcd_give_back(&client->main, memc);
 	return rc;
+}
+
+/* --- server reports, for the console and the manager --- */
+
+struct report_call {
+	memcached_st *memc;
+	struct mcd_server_report *reports;
+	unsigned int count;
+};
+
+static unsigned long long stat_number(const char *value, size_t len)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%.*s", (int) (len < sizeof(text) ? len : sizeof(text) - 1), value);
+	return strtoull(text, NULL, 10);
+}
+
+/* One "STAT key value" line of one server's answer to "stats". */
+static memcached_return_t take_stat(const memcached_instance_st *server, const char *key, size_t key_len,
+	const char *value, size_t value_len, void *context)
+{
+	struct report_call *call = context;
+
+	for (unsigned int i = 0; i < call->count; i++) {
+		struct mcd_server_report *r = &call->reports[i];
+
+		if (memcached_server_instance_by_position(call->memc, i) != server) {
+			continue;
+		}
+#define IS(name) (key_len == sizeof(name) - 1 && !memcmp(key, name, key_len))
+		r->answered = true;
+		if (IS("version")) {
+			snprintf(r->version, sizeof(r->version), "%.*s", (int) value_len, value);
+		} else if (IS("curr_items")) {
+			r->items = stat_number(value, value_len);
+		} else if (IS("curr_connections")) {
+			r->connections = stat_number(value, value_len);
+		} else if (IS("get_hits")) {
+			r->hits = stat_number(value, value_len);
+		} else if (IS("get_misses")) {
+			r->misses = stat_number(value, value_len);
+		} else if (IS("proxy_conn_requests")) {
+			/* Only memcached's built-in proxy counts the requests it passes on. */
+			r->kind = MCD_KIND_MEMCACHED_PROXY;
+		}
+#undef IS
+	}
+	return MEMCACHED_SUCCESS;
 }
 
 unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
 	unsigned int max)
 {
 	const struct mcd_settings *s = &client->settings;
+	const unsigned int count = s->server_count < max ? s->server_count : max;
 	mcd_rc rc = MEMCACHED_SUCCESS;
-	memcached_stat_st *stats = NULL;
-	memcached_st *memc = mcd_take_connection(client, client->pool, &rc);
+	struct report_call call = { .reports = reports, .count = count };
 
-	if (memc) {
-		/* Each server's own answer is read from its entry, not from the overall result. */
-		stats = memcached_stat(memc, NULL, NULL);
+	for (unsigned int i = 0; i < count; i++) {
+		memset(&reports[i], 0, sizeof(reports[i]));
+		mcd_server_address(&s->servers[i], reports[i].address);
+		reports[i].kind = MCD_KIND_MEMCACHED;
+		reports[i].resting = mcd_server_resting(client, i);
+		reports[i].other_protocol = atomic_load(&client->health[i].other_protocol);
 	}
-	for (unsigned int i = 0; i < s->server_count && i < max; i++) {
+	if ((call.memc = mcd_take_connection(client, &client->main, &rc))) {
+		/* Each server's own answer is read line by line; the overall result says nothing more. */
+		memcached_stat_execute(call.memc, NULL, take_stat, &call);
+		mcd_give_back(&client->main, call.memc);
+	}
+	for (unsigned int i = 0; i < count; i++) {
 		struct mcd_server_report *r = &reports[i];
 
-		memset(r, 0, sizeof(*r));
-		mcd_server_address(&s->servers[i], r->address);
-		r->resting = mcd_server_resting(client, i);
-		/* Every memcached states its version; a server that did not answer leaves it empty. */
-		if (stats && stats[i].version[0]) {
-			r->answered = true;
-			snprintf(r->version, sizeof(r->version), "%s", stats[i].version);
-			r->items = stats[i].curr_items;
-			r->connections = stats[i].curr_connections;
-			r->hits = stats[i].get_hits;
-			r->misses = stats[i].get_misses;
+		if (r->answered) {
+			r->other_protocol = false;
+			continue;
 		}
-	}
-	if (stats) {
-		memcached_stat_free(memc, stats);
-	}
-	if (memc) {
-		memcached_pool_release(client->pool, memc);
+		/* No stats: a proxy such as twemproxy serves the commands but not "stats"; a server of
+		 * the other protocol answers only that; else it is down or hung. */
+		if (answers(client, i, s->binary_protocol)) {
+			r->answered = true;
+			r->kind = MCD_KIND_NO_STATS;
+		} else if (answers(client, i, !s->binary_protocol)) {
+			r->other_protocol = true;
+		}
 	}
 	return s->server_count;
 }
 
 const char *mcd_server_state(const struct mcd_server_report *report)
 {
-	return report->resting ? "resting" : (report->answered ? "up" : "no answer");
+	if (report->other_protocol) {
+		return "wrong protocol";
+	}
+	if (report->resting) {
+		return "resting";
+	}
+	return report->answered ? "up" : "no answer";
+}
+
+const char *mcd_server_kind(const struct mcd_server_report *report)
+{
+	if (!report->answered) {
+		return "";
+	}
+	switch (report->kind) {
+	case MCD_KIND_MEMCACHED:
+		return "memcached";
+	case MCD_KIND_MEMCACHED_PROXY:
+		return "memcached proxy";
+	case MCD_KIND_NO_STATS:
+		return "no stats (a proxy)";
+	}
+	return "";
 }

@@ -34,11 +34,20 @@ enum mcd_store_mode {
 	MCD_STORE_PREPEND,
 };
 
+/* What answers at a server's address. */
+enum mcd_server_kind {
+	MCD_KIND_MEMCACHED,          /* a memcached: its stats are its own items */
+	MCD_KIND_MEMCACHED_PROXY,    /* memcached's built-in proxy: its stats are the proxy's */
+	MCD_KIND_NO_STATS,           /* serves commands but not "stats": twemproxy, say */
+};
+
 /* One server as "memcached show servers" reports it. */
 struct mcd_server_report {
 	char address[MCD_ADDRESS_LEN];
-	bool answered;               /* it answered "stats" just now */
+	bool answered;               /* it answered "stats", or at least "version", just now */
 	bool resting;                /* skipped after repeated faults, for retry_timeout */
+	bool other_protocol;         /* it answers only the protocol not configured */
+	enum mcd_server_kind kind;
 	char version[32];
 	unsigned long long items;
 	unsigned long long connections;
@@ -46,12 +55,34 @@ struct mcd_server_report {
 	unsigned long long misses;
 };
 
+/* The connection pools of a client: calls, counters (text protocol, only when calls talk
+ * binary without SASL) and fire-and-forget writes (not with SASL or replicas). */
+enum mcd_pool_kind {
+	MCD_POOL_CALLS,
+	MCD_POOL_COUNTERS,
+	MCD_POOL_NOREPLY,
+	MCD_POOL_KINDS,
+};
+
+/* How a pool is used. Each handle of a pool holds at most one connection to each server,
+ * opened on its first call there: peak is the most connections it can hold to one server. */
+struct mcd_pool_usage {
+	bool exists;
+	unsigned int size;           /* pool_size */
+	unsigned int in_use;         /* handles held by calls now */
+	unsigned int peak;           /* the most held at once since the client was built */
+};
+
+/* Where the core sends what the administrator should know (a server that speaks the other
+ * protocol, say): one sentence, no newline. Called from any thread. */
+typedef void (*mcd_notice_fn)(const char *message);
+
 struct mcd_client;
 
-/*! Build a client (resolving host names now, connecting lazily) that counts into stats
- * (may be NULL). NULL and err on failure. */
+/*! Build a client (resolving host names now, connecting lazily) that counts into stats and
+ * tells notice what it finds (either may be NULL). NULL and err on failure. */
 struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
-	char *err, size_t errlen);
+	mcd_notice_fn notice, char *err, size_t errlen);
 
 /*! Free a client. No operation may be running on it. */
 void mcd_client_destroy(struct mcd_client *client);
@@ -124,8 +155,18 @@ mcd_rc mcd_flush(struct mcd_client *client);
 unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
 	unsigned int max);
 
-/*! A reported server's state in words: "up", "resting" or "no answer". */
+/*! A reported server's state in words: "up", "resting", "wrong protocol" or "no answer". */
 const char *mcd_server_state(const struct mcd_server_report *report);
+
+/*! What answered at a reported server's address, in words ("memcached", "memcached proxy",
+ * "no stats (a proxy)"), or "" when nothing did. */
+const char *mcd_server_kind(const struct mcd_server_report *report);
+
+/*! How each of the client's pools is used (see struct mcd_pool_usage). */
+void mcd_client_pool_usage(struct mcd_client *client, struct mcd_pool_usage usage[MCD_POOL_KINDS]);
+
+/*! A pool's name in words: "calls", "counters", "noreply writes". */
+const char *mcd_pool_name(enum mcd_pool_kind kind);
 
 /*! The expiry memcached must be sent for a relative ttl (memcached reads > 30 days as a date). */
 long mcd_wire_expiry(long ttl, long now);

@@ -23,29 +23,36 @@
 struct server_health {
 	atomic_uint faults;          /* faults in a row, from any call */
 	atomic_long resting_until;   /* monotonic second before which calls skip the server */
+	atomic_bool probe_due;       /* ask which protocol it speaks when it next starts resting */
+	atomic_bool other_protocol;  /* it answered only the protocol not configured */
+};
+
+/* One libmemcached pool, and how many of its connections calls hold. */
+struct mcd_pool {
+	memcached_st *master;        /* the template the pool clones; never used for I/O itself */
+	memcached_pool_st *pool;     /* NULL where this pool is not needed */
+	unsigned int size;
+	atomic_uint in_use;
+	atomic_uint peak;            /* the most held at once: how many handles the pool made */
 };
 
 struct mcd_client {
 	struct mcd_settings settings;
 	struct server_health health[MCD_MAX_SERVERS];
-	memcached_st *master;        /* template the pool clones; never used for I/O itself */
-	memcached_pool_st *pool;
-	/* Counters go through a text-protocol pool when the main pool talks binary without
-	 * SASL: libmemcached 1.1.4 aborts the whole process when a binary incr/decr meets a
-	 * refusal it does not expect, such as a server that wants credentials. */
-	memcached_st *counter_master;
-	memcached_pool_st *counter_pool;
-	/* Fire-and-forget writes: a text-protocol pool with noreply, or NULL (see
-	 * mcd_client_has_noreply). Its connections never read, so nothing else uses them. */
-	memcached_st *noreply_master;
-	memcached_pool_st *noreply_pool;
+	struct mcd_pool main;        /* every call but the two below */
+	struct mcd_pool counters;    /* counter steps in the text protocol, when main talks binary */
+	struct mcd_pool noreply;     /* fire-and-forget writes (see mcd_client_has_noreply) */
 	struct mcd_stats *stats;     /* where operations are counted, or NULL */
+	mcd_notice_fn notice;        /* where findings for the administrator go, or NULL */
 	size_t prefix_len;
 };
 
 /*! A connection from pool, waiting at most pool_wait; NULL and *rc (MCD_POOL_EXHAUSTED when
- * every connection stayed busy) when there is none. Give it back with memcached_pool_release. */
-memcached_st *mcd_take_connection(struct mcd_client *client, memcached_pool_st *pool, mcd_rc *rc);
+ * every connection stayed busy) when there is none. Give it back with mcd_give_back. */
+memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc);
+
+/*! Give back a connection taken from pool. */
+void mcd_give_back(struct mcd_pool *pool, memcached_st *memc);
 
 /*! prefix + key into out (MCD_KEY_MAX + 1 bytes), refusing what memcached could misread. */
 mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len);
@@ -58,7 +65,8 @@ bool mcd_tracks_health(const struct mcd_client *client);
 bool mcd_server_resting(struct mcd_client *client, uint32_t server);
 
 /*! Learn from rc whether server (an index, or any larger number for none) answered: faults in
- * a row reaching server_failure_limit start its rest-period, an answer ends the run. */
+ * a row reaching server_failure_limit start its rest-period (and, the first time, a probe of
+ * the protocol it speaks), an answer ends the run. */
 void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc);
 
 #endif

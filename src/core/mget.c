@@ -124,7 +124,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 		m.wire_len[m.sent] = key_len;
 		m.item_of[m.sent++] = i;
 	}
-	if (m.sent && !(memc = mcd_take_connection(client, client->pool, &rc))) {
+	if (m.sent && !(memc = mcd_take_connection(client, &client->main, &rc))) {
 		for (size_t w = 0; w < m.sent; w++) {
 			items[m.item_of[w]].rc = rc;
 		}
@@ -157,7 +157,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 		}
 	}
 	if (memc) {
-		memcached_pool_release(client->pool, memc);
+		mcd_give_back(&client->main, memc);
 	}
 	free(m.keys);
 	/* The first failure, else NOTFOUND for any miss, else success. */

@@ -25,7 +25,7 @@ long mcd_wire_expiry(long ttl, long now)
 
 /* One operation's connection, key and server, from call_begin to call_end. */
 struct call {
-	memcached_pool_st *pool;
+	struct mcd_pool *pool;
 	memcached_st *memc;
 	char key[MCD_KEY_MAX + 1];
 	size_t key_len;
@@ -36,7 +36,7 @@ struct call {
 
 /* For call->key: take a connection from pool, and refuse at once when the key's server
  * is resting after repeated faults. On anything but success there is nothing to end. */
-static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, struct call *call)
+static mcd_rc call_begin(struct mcd_client *client, struct mcd_pool *pool, struct call *call)
 {
 	mcd_rc rc = MEMCACHED_SUCCESS;
 
@@ -48,7 +48,7 @@ static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, str
 	if (mcd_tracks_health(client)) {
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
 		if (mcd_server_resting(client, call->server)) {
-			memcached_pool_release(pool, call->memc);
+			mcd_give_back(pool, call->memc);
 			return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
 		}
 	}
@@ -58,7 +58,7 @@ static mcd_rc call_begin(struct mcd_client *client, memcached_pool_st *pool, str
 /* Give the connection back and note whether the server answered. Returns rc. */
 static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
 {
-	memcached_pool_release(call->pool, call->memc);
+	mcd_give_back(call->pool, call->memc);
 	mcd_note_server(client, call->server, rc);
 	return rc;
 }
@@ -72,7 +72,7 @@ static mcd_rc get_value(struct mcd_client *client, const char *key, char **value
 
 	*value = NULL;
 	*value_len = 0;
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
@@ -98,7 +98,18 @@ void mcd_value_free(char *value)
 	free(value);
 }
 
-static mcd_rc store_value(struct mcd_client *client, memcached_pool_st *pool,
+/* The text protocol answers NOT_STORED where the binary one tells why: the same outcome
+ * gets the same name whichever protocol carried it. Only add can find the key there;
+ * replace, append and prepend need it. */
+static mcd_rc same_in_both_protocols(enum mcd_store_mode mode, mcd_rc rc)
+{
+	if (rc != MEMCACHED_NOTSTORED || mode == MCD_STORE_SET) {
+		return rc;
+	}
+	return mode == MCD_STORE_ADD ? MEMCACHED_DATA_EXISTS : MEMCACHED_NOTFOUND;
+}
+
+static mcd_rc store_value(struct mcd_client *client, struct mcd_pool *pool,
 	enum mcd_store_mode mode, const char *key, const char *value, size_t value_len, long ttl)
 {
 	struct call call;
@@ -134,10 +145,10 @@ static mcd_rc store_value(struct mcd_client *client, memcached_pool_st *pool,
 		rc = memcached_prepend(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	}
-	return call_end(client, &call, rc);
+	return call_end(client, &call, same_in_both_protocols(mode, rc));
 }
 
-static mcd_rc delete_key(struct mcd_client *client, memcached_pool_st *pool, const char *key)
+static mcd_rc delete_key(struct mcd_client *client, struct mcd_pool *pool, const char *key)
 {
 	struct call call;
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
@@ -149,7 +160,7 @@ static mcd_rc delete_key(struct mcd_client *client, memcached_pool_st *pool, con
 }
 
 /* call_begin for a counter step of delta on key: the key and the step checked first. */
-static mcd_rc counter_call_begin(struct mcd_client *client, memcached_pool_st *pool, const char *key,
+static mcd_rc counter_call_begin(struct mcd_client *client, struct mcd_pool *pool, const char *key,
 	int64_t delta, struct call *call)
 {
 	mcd_rc rc = mcd_client_key(client, key, call->key, &call->key_len);
@@ -169,7 +180,7 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	uint32_t step;
-	mcd_rc rc = counter_call_begin(client, client->counter_pool ? client->counter_pool : client->pool,
+	mcd_rc rc = counter_call_begin(client, client->counters.pool ? &client->counters : &client->main,
 		key, delta, &call);
 
 	*result = 0;
@@ -209,7 +220,7 @@ static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, client->pool, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	return call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
@@ -222,7 +233,7 @@ static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int6
 	struct call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	uint64_t ignored;
-	mcd_rc rc = counter_call_begin(client, client->noreply_pool, key, delta, &call);
+	mcd_rc rc = counter_call_begin(client, &client->noreply, key, delta, &call);
 
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
@@ -265,14 +276,14 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 	unsigned long started = mcd_now_us();
 
 	return counted(client, store_ops[mode], started,
-		store_value(client, client->pool, mode, key, value, value_len, ttl));
+		store_value(client, &client->main, mode, key, value, value_len, ttl));
 }
 
 mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_DELETE, started, delete_key(client, client->pool, key));
+	return counted(client, MCD_OP_DELETE, started, delete_key(client, &client->main, key));
 }
 
 mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
@@ -282,7 +293,7 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 	unsigned long started = mcd_now_us();
 
 	return counted(client, MCD_OP_COUNTER, started,
-		store_value(client, client->pool, MCD_STORE_SET, key, text, (size_t) len, ttl));
+		store_value(client, &client->main, MCD_STORE_SET, key, text, (size_t) len, ttl));
 }
 
 mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
@@ -302,30 +313,30 @@ static mcd_rc sent(mcd_rc rc)
 mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
 {
-	if (!client->noreply_pool) {
+	if (!client->noreply.pool) {
 		return mcd_store(client, mode, key, value, value_len, ttl);
 	}
 	unsigned long started = mcd_now_us();
 
 	return counted(client, store_ops[mode], started,
-		sent(store_value(client, client->noreply_pool, mode, key, value, value_len, ttl)));
+		sent(store_value(client, &client->noreply, mode, key, value, value_len, ttl)));
 }
 
 mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
 {
-	if (!client->noreply_pool) {
+	if (!client->noreply.pool) {
 		return mcd_delete(client, key);
 	}
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_DELETE, started, sent(delete_key(client, client->noreply_pool, key)));
+	return counted(client, MCD_OP_DELETE, started, sent(delete_key(client, &client->noreply, key)));
 }
 
 mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64_t delta, long ttl)
 {
 	uint64_t ignored;
 
-	if (!client->noreply_pool) {
+	if (!client->noreply.pool) {
 		return mcd_counter_add(client, key, delta, ttl, &ignored);
 	}
 	unsigned long started = mcd_now_us();

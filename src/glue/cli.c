@@ -64,6 +64,21 @@ static char *cli_show_settings(struct ast_cli_entry *e, int cmd, struct ast_cli_
 	return CLI_SUCCESS;
 }
 
+/* The pools' use: how many connections this Asterisk holds, and may hold, to each server. */
+static void show_pools(int fd, struct mcd_client *client)
+{
+	struct mcd_pool_usage usage[MCD_POOL_KINDS];
+
+	mcd_client_pool_usage(client, usage);
+	ast_cli(fd, "Connections of this Asterisk to each server: at most one per pooled handle\n");
+	for (int kind = 0; kind < MCD_POOL_KINDS; kind++) {
+		if (usage[kind].exists) {
+			ast_cli(fd, "  %-16s %u in use, peak %u of %u\n", mcd_pool_name(kind), usage[kind].in_use,
+				usage[kind].peak, usage[kind].size);
+		}
+	}
+}
+
 static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
@@ -74,7 +89,9 @@ static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_a
 	case CLI_INIT:
 		e->command = "memcached show servers";
 		e->usage = "Usage: memcached show servers\n"
-			"       Ask every configured memcached for its stats and show them.\n";
+			"       Ask every configured server for its stats and show them, with what it is\n"
+			"       (memcached, memcached's proxy, or a proxy without stats such as twemproxy),\n"
+			"       and how many connections this Asterisk's pools hold.\n";
 		return NULL;
 	case CLI_GENERATE:
 		return NULL;
@@ -86,18 +103,25 @@ static char *cli_show_servers(struct ast_cli_entry *e, int cmd, struct ast_cli_a
 		return no_client(a);
 	}
 	count = mcd_server_reports(live->client, reports, ARRAY_LEN(reports));
-	ast_cli(a->fd, "%-28s %-10s %-10s %12s %8s %12s %12s\n", "Server", "State", "Version", "Items",
-		"Conns", "Hits", "Misses");
+	ast_cli(a->fd, "%-28s %-14s %-8s %10s %7s %12s %12s  %s\n", "Server", "State", "Version", "Items",
+		"Conns", "Hits", "Misses", "Kind");
 	for (unsigned int i = 0; i < count; i++) {
 		const struct mcd_server_report *r = &reports[i];
-		const char *state = mcd_server_state(r);
-		if (r->answered) {
-			ast_cli(a->fd, "%-28s %-10s %-10s %12llu %8llu %12llu %12llu\n", r->address, state,
-				r->version, r->items, r->connections, r->hits, r->misses);
+
+		if (r->answered && r->kind == MCD_KIND_MEMCACHED) {
+			ast_cli(a->fd, "%-28s %-14s %-8s %10llu %7llu %12llu %12llu  %s\n", r->address,
+				mcd_server_state(r), r->version, r->items, r->connections, r->hits, r->misses,
+				mcd_server_kind(r));
+		} else if (r->answered && r->kind == MCD_KIND_MEMCACHED_PROXY) {
+			/* A proxy stores nothing itself: its items and hits would read as the cluster's. */
+			ast_cli(a->fd, "%-28s %-14s %-8s %10s %7llu %12s %12s  %s\n", r->address,
+				mcd_server_state(r), r->version, "-", r->connections, "-", "-", mcd_server_kind(r));
 		} else {
-			ast_cli(a->fd, "%-28s %-10s\n", r->address, state);
+			ast_cli(a->fd, "%-28s %-14s %-8s %10s %7s %12s %12s  %s\n", r->address, mcd_server_state(r),
+				"-", "-", "-", "-", "-", mcd_server_kind(r));
 		}
 	}
+	show_pools(a->fd, live->client);
 	return CLI_SUCCESS;
 }
 

@@ -59,6 +59,9 @@ void mcd_report(struct ast_channel *chan, const char *what, const char *key, mcd
 /*! Log rc for what on key, as mcd_report does, without touching a channel. */
 void mcd_report_log(const char *what, const char *key, mcd_rc rc);
 
+/*! Log what the core found for the administrator (a server of the other protocol, say). */
+void mcd_report_notice(const char *message);
+
 /*! Set a channel variable (a global one when chan is NULL), unless it already holds value. */
 void mcd_set_if_changed(struct ast_channel *chan, const char *variable, const char *value);
 

@@ -156,6 +156,7 @@ static int ami_status(struct mansession *s, const struct message *m)
 {
 	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
 	struct mcd_server_report reports[MCD_MAX_SERVERS];
+	struct mcd_pool_usage usage[MCD_POOL_KINDS];
 	const char *id = astman_get_header(m, "ActionID");
 	const struct mcd_option *opt;
 	unsigned int count;
@@ -170,9 +171,19 @@ static int ami_status(struct mansession *s, const struct message *m)
 		const struct mcd_server_report *r = &reports[i];
 
 		status_event(s, id, "MemcachedServer");
-		astman_append(s, "Server: %s\r\nState: %s\r\nVersion: %s\r\nItems: %llu\r\n"
+		astman_append(s, "Server: %s\r\nState: %s\r\nKind: %s\r\nVersion: %s\r\nItems: %llu\r\n"
 			"Connections: %llu\r\nHits: %llu\r\nMisses: %llu\r\n\r\n", r->address,
-			mcd_server_state(r), r->version, r->items, r->connections, r->hits, r->misses);
+			mcd_server_state(r), mcd_server_kind(r), r->version, r->items, r->connections, r->hits,
+			r->misses);
+	}
+	mcd_client_pool_usage(live->client, usage);
+	for (int kind = 0; kind < MCD_POOL_KINDS; kind++) {
+		if (usage[kind].exists) {
+			status_event(s, id, "MemcachedPool");
+			astman_append(s, "Pool: %s\r\nInUse: %u\r\nPeak: %u\r\nSize: %u\r\n\r\n",
+				mcd_pool_name(kind), usage[kind].in_use, usage[kind].peak, usage[kind].size);
+			events++;
+		}
 	}
 	for (int op = 0; op < MCD_OP_COUNT; op++, events++) {
 		const struct mcd_op_stats *st = &mcd_module_stats()->ops[op];

@@ -98,3 +98,8 @@ void mcd_report(struct ast_channel *chan, const char *what, const char *key, mcd
 	mcd_report_log(what, key, rc);
 	mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(rc));
 }
+
+void mcd_report_notice(const char *message)
+{
+	ast_log(LOG_WARNING, "res_memcached: %s\n", message);
+}
