@@ -1,21 +1,17 @@
-"""Start and stop the real servers the demo and the tests use.
-
-Memcached: one memcached on a free 127.0.0.1 port.
-Asterisk: a private Asterisk (its own config, run, log and lib directories
-under one temporary folder, no network listeners) that loads res_memcached
-from Asterisk's module directory. Both are stopped by their own process ids.
-"""
+"""A private Asterisk (its own config, run, log and lib directories under one
+temporary folder, no network listeners but an AMI on loopback when asked) that
+loads res_memcached from Asterisk's module directory, stopped by its own
+process id. The memcached servers it talks to are in harness.servers."""
 
 import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
-from harness.ports import free_port, wait_listening
+from harness.ports import free_port
 
 MODULES = [
     "pbx_config.so",      # extensions.conf
@@ -38,52 +34,6 @@ def module_dir():
     if not found:
         raise RuntimeError("no Asterisk modules found: is asterisk installed?")
     return os.path.dirname(found[0])
-
-
-class Memcached:
-    """A memcached listening on 127.0.0.1 at a free port."""
-
-    def __init__(self, extra_args=(), port=None, env=None):
-        self.port = port or free_port()
-        self.proc = subprocess.Popen(
-            ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
-             *extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, **(env or {})))
-        if not wait_listening(self.port):
-            self.stop()
-            raise RuntimeError("memcached did not start on port %d" % self.port)
-
-    @property
-    def address(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class HungServer:
-    """A hung memcached: the kernel completes TCP connections to it, but nothing
-    ever reads a request or sends a reply."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
-
-    @property
-    def address(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.sock.close()
 
 
 class Asterisk:

@@ -2,7 +2,8 @@
 # Build (once) and print the path of a Debian sid root, cached outside the work
 # tree and rebuilt only when its package list below changes.
 #   sandbox/root.sh          the build root: a real Asterisk, its headers,
-#                            libmemcached, memcached and every tool the tests use
+#                            libmemcached, memcached (with its proxy and TLS),
+#                            twemproxy, stunnel and every tool the tests use
 #   sandbox/root.sh clean    a plain root with Asterisk, memcached and
 #                            libmemcached's runtime but no build tools: the
 #                            package test installs the .deb there with dpkg,
@@ -33,6 +34,8 @@ build)
 		procps
 		clang libclang-rt-dev valgrind
 		build-essential dpkg-dev debhelper fakeroot lintian mount
+		nutcracker stunnel4 openssl
+		promtool python3-matplotlib
 	)
 	;;
 clean)

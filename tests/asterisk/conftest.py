@@ -10,7 +10,8 @@ import urllib.parse
 import pytest
 from pymemcache.client.base import Client
 
-from harness.pbx import Asterisk, Memcached
+from harness.pbx import Asterisk
+from harness.servers import Memcached, tool_missing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -205,15 +206,48 @@ def key(request):
     return "%s_%d" % (name, time.monotonic_ns())
 
 
-def stats(port):
-    """memcached's own "stats" of the server on port, as a dict of strings."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+def stats(where):
+    """memcached's own "stats" of the server at where (a port, or a unix socket's path)."""
+    family, address = ((socket.AF_UNIX, where) if isinstance(where, str)
+                       else (socket.AF_INET, ("127.0.0.1", where)))
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(address)
         s.sendall(b"stats\r\n")
         data = b""
         while not data.endswith(b"END\r\n"):
             data += s.recv(65536)
     return {line.split()[1]: line.split()[2] for line in data.decode().splitlines()
             if line.startswith("STAT ")}
+
+
+def connections_to(pid, port):
+    """Established TCP connections that process pid holds to 127.0.0.1:port."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].split(":")[1], 16)
+            if remote_port == port and fields[3] == "01":
+                inodes.add(fields[9])
+    held = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held += 1
+    return held
+
+
+def require(tool):
+    """Fail when a tool of Debian sid's root is missing; in a root that lacks it on
+    purpose (MCD_OPTIONAL_TOOLS, the Asterisk 16 root), skip instead."""
+    missing = tool_missing(tool)
+    if missing and os.environ.get("MCD_OPTIONAL_TOOLS"):
+        pytest.skip(missing)
+    assert not missing, missing
 
 
 def meta_ttl(port, full_key):

@@ -6,8 +6,8 @@ import os
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import PREFIX, general
-from harness.pbx import Memcached
+from conftest import PREFIX, connections_to, general
+from harness.servers import Memcached
 from harness.ports import free_port
 
 
@@ -26,7 +26,7 @@ def test_unknown_option_is_logged_by_name_and_line_and_ignored(start_pbx, memcac
 
 @pytest.mark.parametrize("line, message", [
     ("ttl=abc", "line 3: ttl must be a whole number from 0 to 315360000, not 'abc'"),
-    ("binary_proto=maybe", "line 3: binary_proto must be yes or no, not 'maybe'"),
+    ("binary_proto=maybe", "line 3: binary_proto must be auto, yes or no, not 'maybe'"),
     ("server=127.0.0.1:99999", "line 3: port in '127.0.0.1:99999' is not a number from 1 to 65535"),
     ("hash=sha1", "line 3: hash 'sha1' is not one of"),
     ("prefixkey=a b", "line 3: prefixkey may not contain spaces or control characters"),
@@ -99,26 +99,6 @@ def test_hash_missing_from_the_library_is_refused_clearly(pbx, mc, memcached, ke
     assert "hash hsieh is not built into this libmemcached" in pbx.log_since(mark)
     assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
     assert mc.get(PREFIX + key) == b"v"
-
-
-def connections_to(pid, port):
-    """Established TCP connections that process pid holds to 127.0.0.1:port."""
-    inodes = set()
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01":
-                inodes.add(fields[9])
-    held = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            held += 1
-    return held
 
 
 def test_connection_is_opened_on_first_use_only(start_pbx):

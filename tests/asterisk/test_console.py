@@ -163,5 +163,9 @@ def test_ami_status_lists_servers_and_operations(ami, memcached, key):
     assert ("prefixkey", PREFIX, "") in settings
     assert ("timeout", "300", "ms") in settings
     assert ("password", "", "") in settings
+    # The pools: how many connections this Asterisk holds (text protocol: no counters' pool).
+    pools = {m["Pool"]: m for m in messages if m.get("Event") == "MemcachedPool"}
+    assert sorted(pools) == ["calls", "noreply writes"]
+    assert pools["calls"]["Size"] == "64" and int(pools["calls"]["Peak"]) >= 1
     assert messages[-1]["Event"] == "MemcachedStatusComplete"
-    assert int(messages[-1]["ListItems"]) == len(servers) + len(operations) + len(settings)
+    assert int(messages[-1]["ListItems"]) == len(servers) + len(operations) + len(settings) + len(pools)

@@ -1,15 +1,9 @@
 """Every function and application, driven through real dialplan on Local
 channels, checked with MCDRESULT and with an independent memcached client.
-Each test runs once per protocol (binary and text)."""
+Each test runs once per protocol (binary and text), with the same expected
+MCDRESULT names in both."""
 
 from conftest import PREFIX
-
-
-def stored_absent_names(protocol):
-    """What memcached answers an add on an existing key / a replace on a missing one."""
-    if protocol == "binary":
-        return "MEMCACHED_DATA_EXISTS", "MEMCACHED_NOTFOUND"
-    return "MEMCACHED_NOTSTORED", "MEMCACHED_NOTSTORED"
 
 
 def test_mcd_write_then_read_round_trips(pbx, mc, key):
@@ -55,16 +49,14 @@ def test_values_of_4000_bytes_are_read_whole(pbx, mc, key):
     assert pbx.length_of(key) == ("4000", "MEMCACHED_SUCCESS")
 
 
-def test_mcdadd_creates_but_never_overwrites(pbx, mc, key, protocol):
-    exists, _ = stored_absent_names(protocol)
+def test_mcdadd_creates_but_never_overwrites(pbx, mc, key):
     assert pbx.app("mcdadd(%s,first)" % key)[1] == "MEMCACHED_SUCCESS"
-    assert pbx.app("mcdadd(%s,second)" % key)[1] == exists
+    assert pbx.app("mcdadd(%s,second)" % key)[1] == "MEMCACHED_DATA_EXISTS"
     assert mc.get(PREFIX + key) == b"first"
 
 
-def test_mcdreplace_only_replaces_existing_keys(pbx, mc, key, protocol):
-    _, absent = stored_absent_names(protocol)
-    assert pbx.app("mcdreplace(%s,new)" % key)[1] == absent
+def test_mcdreplace_only_replaces_existing_keys(pbx, mc, key):
+    assert pbx.app("mcdreplace(%s,new)" % key)[1] == "MEMCACHED_NOTFOUND"
     assert mc.get(PREFIX + key) is None
     mc.set(PREFIX + key, b"old")
     assert pbx.app("mcdreplace(%s,new)" % key)[1] == "MEMCACHED_SUCCESS"
@@ -72,8 +64,8 @@ def test_mcdreplace_only_replaces_existing_keys(pbx, mc, key, protocol):
 
 
 def test_mcdappend_and_mcdprepend_need_an_existing_key(pbx, mc, key):
-    assert pbx.app("mcdappend(%s,tail)" % key)[1] == "MEMCACHED_NOTSTORED"
-    assert pbx.app("mcdprepend(%s,head)" % key)[1] == "MEMCACHED_NOTSTORED"
+    assert pbx.app("mcdappend(%s,tail)" % key)[1] == "MEMCACHED_NOTFOUND"
+    assert pbx.app("mcdprepend(%s,head)" % key)[1] == "MEMCACHED_NOTFOUND"
     assert mc.get(PREFIX + key) is None
     mc.set(PREFIX + key, b"-body-")
     assert pbx.app("mcdappend(%s,tail)" % key)[1] == "MEMCACHED_SUCCESS"
@@ -154,3 +146,33 @@ def test_counter_on_a_text_value_is_a_client_error(pbx, mc, key):
     assert mc.get(PREFIX + key) == b"hello"
     # The connection is still good for the next call.
     assert pbx.fn("${MCD(%s)}" % key) == ("hello", "MEMCACHED_SUCCESS")
+
+
+# Every outcome the dialplan can meet, and its one name whatever the protocol.
+RESULT_TABLE = [
+    ("mcdset({k},v)", "MEMCACHED_SUCCESS"),
+    ("mcdadd({k},again)", "MEMCACHED_DATA_EXISTS"),
+    ("mcdreplace({k}_missing,v)", "MEMCACHED_NOTFOUND"),
+    ("mcdappend({k}_missing,v)", "MEMCACHED_NOTFOUND"),
+    ("mcdprepend({k}_missing,v)", "MEMCACHED_NOTFOUND"),
+    ("mcddelete({k}_missing)", "MEMCACHED_NOTFOUND"),
+    ("mcdget(GOT,{k}_missing)", "MEMCACHED_NOTFOUND"),
+    ("mcdtouch({k}_missing,10)", "MEMCACHED_NOTFOUND"),
+    ("mcdmget(A={k},B={k}_missing)", "MEMCACHED_NOTFOUND"),
+    ("Set(V=${{MCD({k}_missing)}})", "MEMCACHED_NOTFOUND"),
+    ("Set(V=${{MCDCOUNTER({k}_count)}})", "MEMCACHED_NOTFOUND"),
+    ("Set(V=${{MCDCOUNTER({k},1)}})", "MEMCACHED_CLIENT_ERROR"),
+    ("Set(V=${{MCDCOUNTER({k}_count,x)}})", "MEMCACHED_BAD_INCREMENT"),
+    ("mcdset({k} x,v)", "MEMCACHED_BAD_KEY_PROVIDED"),
+    ("mcdset({long},v)", "MEMCACHED_KEY_TOO_LONG"),
+    ("mcdset({k})", "MEMCACHED_ARGUMENT_NEEDED"),
+    ("mcddelete({k})", "MEMCACHED_SUCCESS"),
+]
+
+
+def test_the_same_outcome_has_the_same_name_in_both_protocols(pbx, key):
+    seen = []
+    for call, _ in RESULT_TABLE:
+        seen.append(pbx.app(call.format(k=key, long="k" * 251))[1])
+    assert seen == [expected for _, expected in RESULT_TABLE]
+

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import general
-from harness.pbx import HungServer, Memcached
+from harness.servers import HungServer, Memcached
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ result, checked against values another client wrote."""
 import pytest
 
 from conftest import PREFIX, cluster_conf, general
-from harness.pbx import Memcached
+from harness.servers import Memcached
 
 SHOW = "${A}|${MCDRESULT_A}|${B}|${MCDRESULT_B}|${C}|${MCDRESULT_C}"
 

@@ -5,7 +5,7 @@ wrote is checked with an independent client, which may see it a moment later
 import pytest
 
 from conftest import PREFIX, general
-from harness.pbx import Memcached
+from harness.servers import Memcached
 
 NOREPLY = "Set(MCDNOREPLY=yes)"
 

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from conftest import general
-from harness.pbx import Memcached
+from harness.servers import Memcached
 
 USER = "pbx"
 PASSWORD = "s3cret-Pa55word"
@@ -63,7 +63,7 @@ def test_wrong_password_gives_auth_failure(start_pbx, sasl_memcached):
 def test_no_credentials_are_refused_and_nothing_crashes(start_pbx, sasl_memcached):
     # libmemcached 1.1.4 aborts the process on a binary incr that such a server refuses;
     # counters go through the text protocol here, which the server leaves unanswered.
-    pbx = start_pbx(general("server=" + sasl_memcached.address))
+    pbx = start_pbx(general("server=" + sasl_memcached.address, "binary_proto=yes"))
     assert pbx.app("mcdset(secret_key,x)")[1] == "MEMCACHED_AUTH_FAILURE"
     assert pbx.fn("${MCDCOUNTER(secret_count,1)}") == ("", "MEMCACHED_TIMEOUT")
     # A server that refuses an unauthenticated get says "not found", in libmemcached's words.
@@ -77,3 +77,14 @@ def test_credentials_need_the_binary_protocol(start_pbx, sasl_memcached):
     log = pbx.ast.log()
     assert "memcached.conf: username/password (SASL) need binary_proto=yes" in log
     assert PASSWORD not in log
+
+
+def test_no_credentials_in_text_are_refused_and_named(start_pbx, sasl_memcached):
+    # A memcached with -S speaks binary only: the default text protocol meets a closed door,
+    # and the log says what the server does speak.
+    pbx = start_pbx(general("server=" + sasl_memcached.address, "timeout=200", "connect_timeout=200"))
+    pbx.ast.wait_for(lambda: pbx.fn("${MCD(secret_key)}")[1] == "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    named = [l for l in pbx.ast.log().splitlines() if "does not answer the text protocol" in l]
+    assert len(named) == 1 and "username and password" in named[0], named
+    assert pbx.ast.proc.poll() is None
+
