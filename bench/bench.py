@@ -8,7 +8,11 @@ Runs in the sandbox: a real memcached on loopback and a private Asterisk.
 - module overhead = dialplan cost - loop floor - raw cost, the floor being the
   cheaper of Set(GLOBAL(x)=v) and a channel variable's Set(V=v);
 - throughput with 1, 8, 64, 256 channels against as many raw client threads;
+- the same operations in each deployment: TCP loopback, a unix socket,
+  memcached's proxy and twemproxy (two backends each), stunnel to a TLS-only
+  memcached; dialplan and raw client measured in one run;
 - Asterisk's resident memory before and after BENCH_MEMORY_OPS operations.
+Everything talks the text protocol, the module's default.
 Sizes: BENCH_N (rounds per single-channel loop), BENCH_REPEATS (runs of each, the
 fastest kept), BENCH_THROUGHPUT_OPS (total
 per concurrency level), BENCH_MEMORY_OPS.
@@ -23,7 +27,8 @@ import time
 
 from pymemcache.client.base import Client
 
-from harness.pbx import MODULES, Asterisk, Memcached
+from harness.pbx import MODULES, Asterisk
+from harness.servers import Memcached, MemcachedProxy, Stunnel, TlsMemcached, Twemproxy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -35,25 +40,31 @@ THROUGHPUT_OPS = int(os.environ.get("BENCH_THROUGHPUT_OPS", "40000"))
 MEMORY_OPS = int(os.environ.get("BENCH_MEMORY_OPS", "1000000"))
 RAW = os.path.join(HERE, "raw")
 
-VARIANTS = [  # label, dialplan extension, raw libmemcached op, raw in binary protocol
-    ("loop floor: Set(GLOBAL(x)=v)", "1", None, 1),
-    ("loop floor: Set(V=v)", "8", None, 1),
-    ("MCD write", "2", "set", 1),
-    ("MCD read", "3", "get", 1),
-    ("mcdappend", "4", "append", 1),
-    # The module steps counters over the text protocol (see mcd_client.c): so does raw.
-    ("MCDCOUNTER(k,1)", "5", "incr", 0),
-    ("DB() write (AstDB)", "6", None, 1),
-    ("DB() read (AstDB)", "7", None, 1),
+VARIANTS = [  # label, dialplan extension, raw libmemcached op
+    ("loop floor: Set(GLOBAL(x)=v)", "1", None),
+    ("loop floor: Set(V=v)", "8", None),
+    ("MCD write", "2", "set"),
+    ("MCD read", "3", "get"),
+    ("mcdappend", "4", "append"),
+    ("MCDCOUNTER(k,1)", "5", "incr"),
+    ("DB() write (AstDB)", "6", None),
+    ("DB() read (AstDB)", "7", None),
 ]
-# Other ways to do the same work: label, extension, raw op, raw binary, operations per round.
+# Other ways to do the same work: label, extension, raw op, operations per round.
 ALTERNATIVES = [
-    ("8 x MCD read", "10", "get", 1, 8),
-    ("mcdmget of 8 keys", "9", "mget8", 1, 1),
-    ("MCD write", "2", "set", 1, 1),
-    ("MCD write, MCDNOREPLY=yes", "11", "setnr", 0, 1),
-    ("MCDCOUNTER(k,1)", "5", "incr", 0, 1),
-    ("MCDCOUNTER(k,1), MCDNOREPLY=yes", "12", None, 0, 1),
+    ("8 x MCD read", "10", "get", 8),
+    ("mcdmget of 8 keys", "9", "mget8", 1),
+    ("MCD write", "2", "set", 1),
+    ("MCD write, MCDNOREPLY=yes", "11", "setnr", 1),
+    ("MCDCOUNTER(k,1)", "5", "incr", 1),
+    ("MCDCOUNTER(k,1), MCDNOREPLY=yes", "12", None, 1),
+]
+# The operations measured in every deployment: label, extension, raw op.
+DEPLOYMENT_OPS = [
+    ("MCD write", "2", "set"),
+    ("MCD read", "3", "get"),
+    ("MCDCOUNTER(k,1)", "5", "incr"),
+    ("mcdmget of 8 keys", "9", "mget8"),
 ]
 
 
@@ -85,9 +96,12 @@ def run_channels(ast, exten, channels, rounds):
     raise RuntimeError("channels did not finish")
 
 
-def raw(server, op, count, threads, binary=1):
-    out = subprocess.run([RAW, "127.0.0.1", str(server.port), op, str(count), str(threads),
-                          str(binary)], capture_output=True, text=True, check=True).stdout.split()
+def raw(server, op, count, threads):
+    """The raw client's (operations, seconds) against server (anything with an address)."""
+    host, _, port = server.address.rpartition(":") if not server.address.startswith("/") \
+        else (server.address, "", "0")
+    out = subprocess.run([RAW, host, port, op, str(count), str(threads), "0"],
+                         capture_output=True, text=True, check=True).stdout.split()
     return int(out[2]), float(out[3])
 
 
@@ -104,6 +118,47 @@ def module_mean_us(ast, op):
     return None
 
 
+def deployments(ast, tcp):
+    """Each deployment in turn (the module reloaded onto it): the fastest of REPEATS runs of
+    each operation in the dialplan and from the raw client, through the same address."""
+    print("Deployments, one channel, fastest of %d runs of %d rounds (microseconds per operation:"
+          " dialplan / raw client)" % (REPEATS, N))
+    print("%-34s" % "deployment" + "".join("%20s" % label for label, _, _ in DEPLOYMENT_OPS))
+    backends = [Memcached(), Memcached()]
+    unix = Memcached(unix_socket=True)
+    tls = TlsMemcached()
+    started = [unix, tls, *backends]
+    try:
+        tunnel = Stunnel(tls)
+        started.append(tunnel)
+        mcproxy = MemcachedProxy(backends)
+        started.append(mcproxy)
+        twemproxy = Twemproxy(backends)
+        started.append(twemproxy)
+        for label, server in (("TCP loopback", tcp), ("unix socket", unix),
+                              ("memcached proxy, 2 backends", mcproxy),
+                              ("twemproxy, 2 backends", twemproxy),
+                              ("stunnel (unix socket) + TLS", tunnel)):
+            ast.write_memcached_conf("[general]\nserver=%s\npool_size=300\npool_wait=5\n"
+                                     % server.address)
+            if "successfully" not in ast.cli("module reload res_memcached"):
+                raise RuntimeError("reload onto %s failed" % label)
+            best, best_raw = {}, {}
+            for _ in range(REPEATS):
+                for _, exten, op in DEPLOYMENT_OPS:
+                    (start, end), = run_channels(ast, exten, 1, N)
+                    best[exten] = min(best.get(exten, 1e9), (end - start) / N * 1e6)
+                    count, seconds = raw(server, op, N, 1)
+                    best_raw[op] = min(best_raw.get(op, 1e9), seconds / count * 1e6)
+            print("%-34s" % label + "".join("%20s" % ("%.1f / %.1f" % (best[exten], best_raw[op]))
+                                            for _, exten, op in DEPLOYMENT_OPS))
+    finally:
+        for server in reversed(started):
+            server.stop()
+        ast.write_memcached_conf("[general]\nserver=%s\npool_size=300\npool_wait=5\n" % tcp.address)
+        ast.cli("module reload res_memcached")
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -117,7 +172,7 @@ def main():
                    modules=MODULES + ["func_db.so"], verbose_log=False)
     try:
         started_rss = rss_kib(ast.proc.pid)
-        print("res_memcached benchmark: Asterisk %s, memcached on 127.0.0.1, binary protocol"
+        print("res_memcached benchmark: Asterisk %s, memcached on 127.0.0.1, text protocol"
               % ast.cli("core show version").split()[1])
         print("machine: %s, %d CPUs, %s" % (platform.machine(), os.cpu_count(),
                                             platform.platform()))
@@ -127,10 +182,10 @@ def main():
         print("%-30s %10s %11s %10s %13s %10s" % ("operation", "dialplan", "raw client",
                                                    "in module", "module extra", "extra/raw"))
         costs, raw_costs, inside = {}, {}, {}
-        runs = [(exten, op, binary) for _, exten, op, binary in VARIANTS] + \
-               [(exten, op, binary) for _, exten, op, binary, _ in ALTERNATIVES]
+        runs = [(exten, op) for _, exten, op in VARIANTS] + \
+               [(exten, op) for _, exten, op, _ in ALTERNATIVES]
         for _ in range(REPEATS):
-            for exten, op, binary in runs:
+            for exten, op in runs:
                 ast.cli("memcached reset stats")
                 (start, end), = run_channels(ast, exten, 1, N)
                 cost = (end - start) / N * 1e6
@@ -138,10 +193,10 @@ def main():
                     costs[exten] = cost
                     inside[exten] = module_mean_us(ast, MODULE_OPS.get(op))
                 if op:
-                    count, seconds = raw(server, op, N, 1, binary)
+                    count, seconds = raw(server, op, N, 1)
                     raw_costs[op] = min(raw_costs.get(op, 1e9), seconds / count * 1e6)
         floor = min(costs["1"], costs["8"])
-        for label, exten, op, binary in VARIANTS:
+        for label, exten, op in VARIANTS:
             dialplan = costs[exten]
             if op:
                 raw_us = raw_costs[op]
@@ -153,7 +208,7 @@ def main():
         print()
         print("The same work done other ways, one channel, as above (microseconds per round)")
         print("%-34s %10s %10s %12s" % ("operation", "dialplan", "raw client", "per key/op"))
-        for label, exten, op, binary, per_round in ALTERNATIVES:
+        for label, exten, op, per_round in ALTERNATIVES:
             raw_text = "%.1f" % (raw_costs[op] * per_round) if op else "-"
             print("%-34s %10.1f %10s %12.1f" % (label, costs[exten], raw_text,
                                                 costs[exten] / (8 if "8" in label else 1)))
@@ -182,6 +237,8 @@ def main():
             raw_rate = count / seconds
             print("%-12d %16.0f %16.0f %7.0f%% %18.0f" % (level, rates[0], raw_rate,
                                                           100 * rates[0] / raw_rate, rates[1]))
+        print()
+        deployments(ast, server)
         print()
         before = rss_kib(ast.proc.pid)
         print("Asterisk resident memory: %d KiB after start, %d KiB after the runs above"

@@ -14,7 +14,8 @@ import sys
 import tempfile
 
 from bench.bench import run_channels
-from harness.pbx import MODULES, Asterisk, Memcached
+from harness.pbx import MODULES, Asterisk
+from harness.servers import Memcached
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -4,6 +4,7 @@
  *
  *   raw HOST PORT OP COUNT THREADS BINARY
  *
+ * HOST may be the path of a unix socket (PORT is then ignored).
  * OP is set, get, append, incr, mget8 (one memcached_mget of 8 keys) or setnr
  * (set with libmemcached's noreply). Each thread has its own connection and does
  * COUNT operations on keys of its own. Prints "OP THREADS total_ops seconds".
@@ -45,7 +46,11 @@ static void *run(void *arg)
 	uint64_t counter;
 	memcached_return_t rc;
 
-	memcached_server_add(memc, job->host, (in_port_t) job->port);
+	if (job->host[0] == '/') {
+		memcached_server_add_unix_socket(memc, job->host);
+	} else {
+		memcached_server_add(memc, job->host, (in_port_t) job->port);
+	}
 	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t) job->binary);
 	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
 	char many[8][64];
