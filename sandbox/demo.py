@@ -7,7 +7,8 @@ import sys
 
 from pymemcache.client.base import Client
 
-from harness.pbx import Asterisk, Memcached
+from harness.pbx import Asterisk
+from harness.servers import Memcached
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
