@@ -109,6 +109,8 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		{ MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, s->remove_failed_servers },
 		{ MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, (uint64_t) s->replicas },
 		{ MEMCACHED_BEHAVIOR_TCP_NODELAY, 1 },
+		/* Reads say which version of an item they saw: an unlock swaps only its own lock. */
+		{ MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1 },
 	};
 
 	/* Some hash functions are optional when libmemcached is built (Debian's lacks hsieh). */
@@ -184,6 +186,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 	client->stats = stats;
 	client->notice = notice;
 	client->prefix_len = strlen(settings->prefix);
+	pthread_mutex_init(&client->ordered_lock, NULL);
 	for (unsigned int i = 0; i < MCD_MAX_SERVERS; i++) {
 		atomic_store(&client->health[i].probe_due, true);
 	}
@@ -235,7 +238,8 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 	}
 	/* Fire-and-forget writes: their connections never read, so nothing else may use them. */
 	if (!settings->username[0] && !settings->replicas
-		&& make_pool(&client->noreply, text_copy(master, true), settings->pool_size)) {
+		&& (make_pool(&client->noreply, text_copy(master, true), settings->pool_size)
+		|| !(client->ordered = text_copy(master, true)))) {
 		snprintf(err, errlen, "cannot create the noreply connection pool");
 		goto failed;
 	}
@@ -251,6 +255,10 @@ void mcd_client_destroy(struct mcd_client *client)
 	if (!client) {
 		return;
 	}
+	if (client->ordered) {
+		memcached_free(client->ordered);
+	}
+	pthread_mutex_destroy(&client->ordered_lock);
 	destroy_pool(&client->counters, false);
 	destroy_pool(&client->noreply, false);
 	destroy_pool(&client->main, client->settings.username[0]);

@@ -12,6 +12,7 @@
 #ifndef MCD_CLIENT_PRIVATE_H
 #define MCD_CLIENT_PRIVATE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <libmemcached/memcached.h>
@@ -42,10 +43,38 @@ struct mcd_client {
 	struct mcd_pool main;        /* every call but the two below */
 	struct mcd_pool counters;    /* counter steps in the text protocol, when main talks binary */
 	struct mcd_pool noreply;     /* fire-and-forget writes (see mcd_client_has_noreply) */
+	/* One noreply connection whose writes must reach the server in the order they were
+	 * made (coordination's published counts); NULL where noreply is not offered. */
+	memcached_st *ordered;
+	pthread_mutex_t ordered_lock;
 	struct mcd_stats *stats;     /* where operations are counted, or NULL */
 	mcd_notice_fn notice;        /* where findings for the administrator go, or NULL */
 	size_t prefix_len;
 };
+
+/* One operation's connection, key and server, from mcd_call_begin to mcd_call_end. */
+struct mcd_call {
+	struct mcd_pool *pool;
+	memcached_st *memc;
+	char key[MCD_KEY_MAX + 1];   /* the key, or the master key that places several */
+	size_t key_len;
+	uint32_t server;             /* index of the key's server, or MCD_NO_SERVER */
+};
+
+#define MCD_NO_SERVER UINT32_MAX
+
+/*! For call->key: take a connection from pool, and refuse at once (SERVER_TEMPORARILY_DISABLED)
+ * when the key's server rests after repeated faults. On anything but success there is
+ * nothing to end. */
+mcd_rc mcd_call_begin(struct mcd_client *client, struct mcd_pool *pool, struct mcd_call *call);
+
+/*! Give the connection back and note whether the server answered. Returns rc. */
+mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc);
+
+/*! Step the counter key (placed by master) by delta, creating a missing one at max(delta, 0)
+ * expiring at expiry (0 never); *result is its new value. */
+mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
+	size_t key_len, int64_t delta, time_t expiry, uint64_t *result);
 
 /*! A connection from pool, waiting at most pool_wait; NULL and *rc (MCD_POOL_EXHAUSTED when
  * every connection stayed busy) when there is none. Give it back with mcd_give_back. */

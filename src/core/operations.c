@@ -23,20 +23,7 @@ long mcd_wire_expiry(long ttl, long now)
 	return ttl > RELATIVE_EXPIRY_MAX ? now + ttl : ttl;
 }
 
-/* One operation's connection, key and server, from call_begin to call_end. */
-struct call {
-	struct mcd_pool *pool;
-	memcached_st *memc;
-	char key[MCD_KEY_MAX + 1];
-	size_t key_len;
-	uint32_t server;             /* index of the key's server, or NO_SERVER */
-};
-
-#define NO_SERVER UINT32_MAX
-
-/* For call->key: take a connection from pool, and refuse at once when the key's server
- * is resting after repeated faults. On anything but success there is nothing to end. */
-static mcd_rc call_begin(struct mcd_client *client, struct mcd_pool *pool, struct call *call)
+mcd_rc mcd_call_begin(struct mcd_client *client, struct mcd_pool *pool, struct mcd_call *call)
 {
 	mcd_rc rc = MEMCACHED_SUCCESS;
 
@@ -44,7 +31,7 @@ static mcd_rc call_begin(struct mcd_client *client, struct mcd_pool *pool, struc
 	if (!(call->memc = mcd_take_connection(client, pool, &rc))) {
 		return rc;
 	}
-	call->server = NO_SERVER;
+	call->server = MCD_NO_SERVER;
 	if (mcd_tracks_health(client)) {
 		call->server = memcached_generate_hash(call->memc, call->key, call->key_len);
 		if (mcd_server_resting(client, call->server)) {
@@ -55,28 +42,60 @@ static mcd_rc call_begin(struct mcd_client *client, struct mcd_pool *pool, struc
 	return MEMCACHED_SUCCESS;
 }
 
-/* Give the connection back and note whether the server answered. Returns rc. */
-static mcd_rc call_end(struct mcd_client *client, struct call *call, mcd_rc rc)
+mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 {
 	mcd_give_back(call->pool, call->memc);
 	mcd_note_server(client, call->server, rc);
 	return rc;
 }
 
+mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
+	size_t key_len, int64_t delta, time_t expiry, uint64_t *result)
+{
+	/* In range: callers refuse anything beyond MCD_INCREMENT_MAX. */
+	const uint32_t step = (uint32_t) (delta < 0 ? -delta : delta);
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
+	/* incr/decr are atomic on the server but cannot create a counter (not in the text
+	 * protocol), so a miss is answered with add; if another client's add wins that
+	 * race, our incr is simply tried again on the counter it made. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char initial[24];
+		int initial_len;
+
+		rc = delta < 0 ? memcached_decrement_by_key(memc, master, master_len, key, key_len, step, result)
+			: memcached_increment_by_key(memc, master, master_len, key, key_len, step, result);
+		if (rc != MEMCACHED_NOTFOUND || delta == 0) {
+			break;
+		}
+		*result = delta > 0 ? (uint64_t) delta : 0;
+		initial_len = snprintf(initial, sizeof(initial), "%llu", (unsigned long long) *result);
+		rc = memcached_add_by_key(memc, master, master_len, key, key_len, initial, (size_t) initial_len,
+			expiry, 0);
+		if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+			break;
+		}
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		*result = 0;
+	}
+	return rc;
+}
+
 static mcd_rc get_value(struct mcd_client *client, const char *key, char **value, size_t *value_len)
 {
-	struct call call;
+	struct mcd_call call;
 	uint32_t flags;
 	memcached_return_t mrc;
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
 	*value = NULL;
 	*value_len = 0;
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
-	call_end(client, &call, mrc);
+	mcd_call_end(client, &call, mrc);
 	if (mrc != MEMCACHED_SUCCESS) {
 		free(*value);
 		*value = NULL;
@@ -112,7 +131,7 @@ static mcd_rc same_in_both_protocols(enum mcd_store_mode mode, mcd_rc rc)
 static mcd_rc store_value(struct mcd_client *client, struct mcd_pool *pool,
 	enum mcd_store_mode mode, const char *key, const char *value, size_t value_len, long ttl)
 {
-	struct call call;
+	struct mcd_call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
@@ -125,7 +144,7 @@ static mcd_rc store_value(struct mcd_client *client, struct mcd_pool *pool,
 	if (value_len > (size_t) client->settings.max_value_length) {
 		return MCD_VALUE_TOO_LONG;
 	}
-	if ((rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
+	if ((rc = mcd_call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	switch (mode) {
@@ -145,23 +164,23 @@ static mcd_rc store_value(struct mcd_client *client, struct mcd_pool *pool,
 		rc = memcached_prepend(call.memc, call.key, call.key_len, value, value_len, expiry, 0);
 		break;
 	}
-	return call_end(client, &call, same_in_both_protocols(mode, rc));
+	return mcd_call_end(client, &call, same_in_both_protocols(mode, rc));
 }
 
 static mcd_rc delete_key(struct mcd_client *client, struct mcd_pool *pool, const char *key)
 {
-	struct call call;
+	struct mcd_call call;
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, pool, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	return call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
+	return mcd_call_end(client, &call, memcached_delete(call.memc, call.key, call.key_len, 0));
 }
 
-/* call_begin for a counter step of delta on key: the key and the step checked first. */
+/* mcd_call_begin for a counter step of delta on key: the key and the step checked first. */
 static mcd_rc counter_call_begin(struct mcd_client *client, struct mcd_pool *pool, const char *key,
-	int64_t delta, struct call *call)
+	int64_t delta, struct mcd_call *call)
 {
 	mcd_rc rc = mcd_client_key(client, key, call->key, &call->key_len);
 
@@ -171,15 +190,13 @@ static mcd_rc counter_call_begin(struct mcd_client *client, struct mcd_pool *poo
 	if (delta > MCD_INCREMENT_MAX || delta < -MCD_INCREMENT_MAX) {
 		return MCD_BAD_INCREMENT;
 	}
-	return call_begin(client, pool, call);
+	return mcd_call_begin(client, pool, call);
 }
 
 static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t delta, long ttl,
 	uint64_t *result)
 {
-	struct call call;
-	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
-	uint32_t step;
+	struct mcd_call call;
 	mcd_rc rc = counter_call_begin(client, client->counters.pool ? &client->counters : &client->main,
 		key, delta, &call);
 
@@ -187,50 +204,28 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	/* In range now: counter_call_begin refused anything beyond MCD_INCREMENT_MAX. */
-	step = (uint32_t) (delta < 0 ? -delta : delta);
-	/* incr/decr are atomic on the server but cannot create a counter (not in the text
-	 * protocol), so a miss is answered with add; if another client's add wins that
-	 * race, our incr is simply tried again on the counter it made. */
-	for (int attempt = 0; attempt < 3; attempt++) {
-		char initial[24];
-		int initial_len;
-
-		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, result)
-			: memcached_increment(call.memc, call.key, call.key_len, step, result);
-		if (rc != MEMCACHED_NOTFOUND || delta == 0) {
-			break;
-		}
-		*result = delta > 0 ? (uint64_t) delta : 0;
-		initial_len = snprintf(initial, sizeof(initial), "%llu", (unsigned long long) *result);
-		rc = memcached_add(call.memc, call.key, call.key_len, initial, (size_t) initial_len, expiry, 0);
-		if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
-			break;
-		}
-	}
-	if (rc != MEMCACHED_SUCCESS) {
-		*result = 0;
-	}
-	return call_end(client, &call, rc);
+	rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, delta,
+		(time_t) mcd_wire_expiry(ttl, (long) time(NULL)), result);
+	return mcd_call_end(client, &call, rc);
 }
 
 static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 {
-	struct call call;
+	struct mcd_call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
-	if (rc != MEMCACHED_SUCCESS || (rc = call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	return call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
+	return mcd_call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
 }
 
 /* A counter step without waiting: "add 0" creates a missing counter (and is refused
  * unseen when it exists), then incr/decr moves it. Both ride one noreply connection. */
 static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int64_t delta, long ttl)
 {
-	struct call call;
+	struct mcd_call call;
 	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	uint64_t ignored;
 	mcd_rc rc = counter_call_begin(client, &client->noreply, key, delta, &call);
@@ -245,7 +240,7 @@ static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int6
 		rc = delta < 0 ? memcached_decrement(call.memc, call.key, call.key_len, step, &ignored)
 			: memcached_increment(call.memc, call.key, call.key_len, step, &ignored);
 	}
-	return call_end(client, &call, rc);
+	return mcd_call_end(client, &call, rc);
 }
 
 /* --- the public operations: each one timed and counted (flush and server reports are not) --- */

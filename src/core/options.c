@@ -62,6 +62,12 @@ static const struct mcd_option options[] = {
 		"SASL user name (binary protocol)" },
 	{ "password", NULL, MCD_OPTION_SECRET, "", 0, 0, "", NULL, FIELD(password),
 		"SASL password (binary protocol)" },
+	{ "node_id", NULL, MCD_OPTION_TOKEN, "", 0, 0, "", NULL, FIELD(node_id),
+		"this Asterisk's name for groups; none: systemname, else the entity ID" },
+	NUMBER("group_lease", group_lease_s, "30", 2, 3600, "s",
+		"a dead Asterisk's group members stop counting within this"),
+	NUMBER("lock_ttl", lock_ttl_s, "60", 1, 86400, "s", "a lock never released expires after this"),
+	NUMBER("lock_wait", lock_wait_ms, "3000", 0, 60000, "ms", "how long MCDLOCK waits for a lock"),
 };
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))

@@ -27,6 +27,8 @@
 /* Relative ttls up to this many seconds (10 years) are accepted. */
 #define MCD_TTL_MAX 315360000L
 #define MCD_VALUE_LENGTH_MAX (1024L * 1024L)
+/* Room for a node id, a group's category or name, or a lock's name. */
+#define MCD_NAME_MAX 80
 
 /* A switch left for mcd_settings_finish to decide. */
 #define MCD_AUTO (-1)
@@ -66,6 +68,10 @@ struct mcd_settings {
 	long pool_wait_s;            /* wait for a free connection; 0 = none */
 	char username[MCD_CREDENTIAL_MAX + 1];
 	char password[MCD_CREDENTIAL_MAX + 1];
+	char node_id[MCD_NAME_MAX + 1];  /* this Asterisk's name among those sharing memcached; "" = Asterisk's */
+	long group_lease_s;          /* a node's published group counts live lease/2, renewed every lease/4 */
+	long lock_ttl_s;             /* a lock taken without a ttl of its own expires after this */
+	long lock_wait_ms;           /* how long MCDLOCK waits for a lock held by another */
 };
 
 enum mcd_option_kind {

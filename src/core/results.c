@@ -14,6 +14,7 @@
 _Static_assert((int) MCD_ARGUMENT_NEEDED > (int) MEMCACHED_MAXIMUM_RETURN, "own results must not overlap");
 _Static_assert((int) MCD_SUCCESS == (int) MEMCACHED_SUCCESS && (int) MCD_NOTFOUND == (int) MEMCACHED_NOTFOUND
 	&& (int) MCD_NO_SERVERS == (int) MEMCACHED_NO_SERVERS
+	&& (int) MCD_MEMORY_ALLOCATION_FAILURE == (int) MEMCACHED_MEMORY_ALLOCATION_FAILURE
 	&& (int) MCD_SERVER_TEMPORARILY_DISABLED == (int) MEMCACHED_SERVER_TEMPORARILY_DISABLED,
 	"results.h mirrors libmemcached's numbers");
 
@@ -78,6 +79,9 @@ const char *mcd_rc_name(mcd_rc rc)
 	case MCD_BINARY_PROTO_NEEDED: return "MEMCACHED_BINARY_PROTO_NEEDED";
 	case MCD_POOL_EXHAUSTED: return "MEMCACHED_POOL_EXHAUSTED";
 	case MCD_SENT: return "MEMCACHED_SENT";
+	case MCD_GROUP_FULL: return "MEMCACHED_GROUP_FULL";
+	case MCD_LOCK_BUSY: return "MEMCACHED_LOCK_BUSY";
+	case MCD_NOT_LOCKED: return "MEMCACHED_NOT_LOCKED";
 	}
 	return "MEMCACHED_UNKNOWN_RESULT";
 }
@@ -94,6 +98,9 @@ enum mcd_outcome mcd_rc_outcome(mcd_rc rc)
 	case MEMCACHED_STORED:
 	case MEMCACHED_DELETED:
 	case MCD_SENT:
+	case MCD_GROUP_FULL:
+	case MCD_LOCK_BUSY:
+	case MCD_NOT_LOCKED:
 		return MCD_OUTCOME_ANSWER;
 	case MEMCACHED_BAD_KEY_PROVIDED:
 	case MEMCACHED_NO_KEY_PROVIDED:

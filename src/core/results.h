@@ -23,6 +23,7 @@ typedef int mcd_rc;
 enum {
 	MCD_SUCCESS = 0,             /* MEMCACHED_SUCCESS */
 	MCD_NOTFOUND = 16,           /* MEMCACHED_NOTFOUND */
+	MCD_MEMORY_ALLOCATION_FAILURE = 17, /* MEMCACHED_MEMORY_ALLOCATION_FAILURE */
 	MCD_NO_SERVERS = 20,         /* MEMCACHED_NO_SERVERS */
 	MCD_SERVER_TEMPORARILY_DISABLED = 47, /* MEMCACHED_SERVER_TEMPORARILY_DISABLED */
 };
@@ -35,7 +36,10 @@ enum {
 	MCD_BINARY_PROTO_NEEDED,     /* kept from the original module; see README */
 	MCD_POOL_EXHAUSTED,          /* every pooled connection stayed busy for pool_wait */
 	MCD_SENT,                    /* written without waiting for an answer (noreply) */
-	MCD_OWN_RESULT_LAST = MCD_SENT,
+	MCD_GROUP_FULL,              /* the group already has its limit of members */
+	MCD_LOCK_BUSY,               /* another holder kept the lock (for the whole wait) */
+	MCD_NOT_LOCKED,              /* an unlock of a lock not held: expired, or another's */
+	MCD_OWN_RESULT_LAST = MCD_NOT_LOCKED,
 };
 
 /* What a result says about the call and the server. */

@@ -25,6 +25,8 @@ enum mcd_op {
 	MCD_OP_COUNTER,
 	MCD_OP_TOUCH,
 	MCD_OP_MGET,
+	MCD_OP_GROUP,                /* group joins, leaves and counts */
+	MCD_OP_LOCK,                 /* locks taken and released */
 	MCD_OP_COUNT,
 };
 

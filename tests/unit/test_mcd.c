@@ -6,6 +6,7 @@
  */
 
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "coord.h"
 #include "options.h"
 #include "util.h"
 
@@ -865,6 +867,219 @@ static void a_unix_socket_server_is_used_like_a_tcp_one(void **state)
 	mcd_client_destroy(c);
 }
 
+/* --- coordination: two nodes (two mcd_coord) sharing the real memcached --- */
+
+/* A group name no other test uses. */
+static void unique_group(char *buf, size_t len, const char *what)
+{
+	static int n;
+	snprintf(buf, len, "%s_%d_%ld", what, n++, (long) getpid());
+}
+
+static uint64_t count_of(struct mcd_client *c, const char *category, const char *group)
+{
+	uint64_t n = 999;
+
+	assert_int_equal(mcd_group_count(c, category, group, &n), MCD_SUCCESS);
+	return n;
+}
+
+/* Tick both nodes (b may be NULL) until group counts want, for at most about limit_s. */
+static bool ticks_reach(struct mcd_client *c, struct mcd_coord *a, struct mcd_coord *b,
+	const char *group, uint64_t want, int limit_s)
+{
+	for (int i = 0; i < limit_s * 10; i++) {
+		if (i % 5 == 0) {
+			mcd_coord_tick(c, a);
+			if (b) {
+				mcd_coord_tick(c, b);
+			}
+		}
+		if (count_of(c, "", group) == want) {
+			return true;
+		}
+		usleep(100000);
+	}
+	return false;
+}
+
+static void groups_join_leave_and_count_with_a_limit(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *a = mcd_coord_create("node_a", 30), *b = mcd_coord_create("node_b", 30);
+	char group[64];
+
+	unique_group(group, sizeof(group), "trunk");
+	assert_int_equal(count_of(c, "", group), 0);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(mcd_group_join(c, i % 2 ? a : b, "", group, 0), MCD_SUCCESS);
+	}
+	/* Ten more with a limit of 15: five get in. */
+	int in = 0;
+	for (int i = 0; i < 10; i++) {
+		mcd_rc rc = mcd_group_join(c, i % 2 ? a : b, "", group, 15);
+		assert_true(rc == MCD_SUCCESS || rc == MCD_GROUP_FULL);
+		in += rc == MCD_SUCCESS;
+	}
+	assert_int_equal(in, 5);
+	assert_int_equal(count_of(c, "", group), 15);
+	assert_int_equal(mcd_group_local(a, "", group) + mcd_group_local(b, "", group), 15);
+	assert_string_equal(mcd_rc_name(mcd_group_join(c, a, "", group, 15)), "MEMCACHED_GROUP_FULL");
+	/* All leave: 0. A node leaves only members it has. */
+	/* Leaves, confirmed (read at once by the next count) or sent without waiting. */
+	assert_int_equal(mcd_group_leave(c, a, "", group), MCD_SUCCESS);
+	assert_int_equal(count_of(c, "", group), 14);
+	for (long n = mcd_group_local(a, "", group); n > 0; n--) {
+		assert_int_equal(mcd_group_leave_noreply(c, a, "", group), MCD_SENT);
+	}
+	for (long n = mcd_group_local(b, "", group); n > 0; n--) {
+		assert_int_equal(mcd_group_leave_noreply(c, b, "", group), MCD_SENT);
+	}
+	assert_int_equal(mcd_group_leave(c, a, "", group), MCD_NOTFOUND);
+	assert_true(ticks_reach(c, a, b, group, 0, 5));
+	/* Names: a category has no ':', nothing has a space. */
+	assert_string_equal(mcd_rc_name(mcd_group_join(c, a, "a:b", group, 0)), "MEMCACHED_BAD_KEY_PROVIDED");
+	assert_string_equal(mcd_rc_name(mcd_group_join(c, a, "", "with space", 0)), "MEMCACHED_BAD_KEY_PROVIDED");
+	assert_int_equal(mcd_group_join(c, a, "", "", 0), MCD_ARGUMENT_NEEDED);
+	mcd_coord_destroy(a);
+	mcd_coord_destroy(b);
+	mcd_client_destroy(c);
+}
+
+struct racer {
+	struct mcd_client *client;
+	struct mcd_coord *coord;
+	const char *group;
+	int joins, admitted, failed;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	for (int i = 0; i < r->joins; i++) {
+		mcd_rc rc = mcd_group_join(r->client, r->coord, "race", r->group, 50);
+
+		r->admitted += rc == MCD_SUCCESS;
+		r->failed += rc != MCD_SUCCESS && rc != MCD_GROUP_FULL;
+	}
+	return NULL;
+}
+
+static void racing_joins_on_two_nodes_admit_exactly_the_limit(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *nodes[2] = { mcd_coord_create("race_a", 30), mcd_coord_create("race_b", 30) };
+	pthread_t threads[8];
+	struct racer racers[8];
+	char group[64];
+	int admitted = 0;
+
+	unique_group(group, sizeof(group), "race");
+	for (int i = 0; i < 8; i++) {
+		racers[i] = (struct racer) { .client = c, .coord = nodes[i % 2], .group = group, .joins = 25 };
+		assert_int_equal(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(threads[i], NULL);
+		admitted += racers[i].admitted;
+		assert_int_equal(racers[i].failed, 0);
+	}
+	/* 200 joins for 50 places: exactly 50, and the counter says so. */
+	assert_int_equal(admitted, 50);
+	assert_int_equal(count_of(c, "race", group), 50);
+	assert_int_equal(mcd_group_local(nodes[0], "race", group) + mcd_group_local(nodes[1], "race", group), 50);
+	mcd_coord_destroy(nodes[0]);
+	mcd_coord_destroy(nodes[1]);
+	mcd_client_destroy(c);
+}
+
+static void a_dead_node_stops_counting_and_its_restart_counts_nothing_twice(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *alive = mcd_coord_create("alive", 2), *dying = mcd_coord_create("dying", 2);
+	char group[64];
+
+	unique_group(group, sizeof(group), "dead");
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(mcd_group_join(c, alive, "", group, 0), MCD_SUCCESS);
+	}
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(mcd_group_join(c, dying, "", group, 0), MCD_SUCCESS);
+	}
+	mcd_coord_tick(c, alive);
+	mcd_coord_tick(c, dying);
+	assert_int_equal(count_of(c, "", group), 25);
+	/* "kill -9": the node's state is gone, nothing was left. */
+	mcd_coord_destroy(dying);
+	assert_int_equal(count_of(c, "", group), 25);
+	assert_true(ticks_reach(c, alive, NULL, group, 5, 10));
+	/* It comes back under the same name with 3 members: counted once. */
+	dying = mcd_coord_create("dying", 2);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(mcd_group_join(c, dying, "", group, 0), MCD_SUCCESS);
+	}
+	for (int i = 0; i < 30; i++) {
+		mcd_coord_tick(c, alive);
+		mcd_coord_tick(c, dying);
+		assert_int_equal(count_of(c, "", group), 8);
+		usleep(100000);
+	}
+	mcd_coord_destroy(alive);
+	mcd_coord_destroy(dying);
+	mcd_client_destroy(c);
+}
+
+static void counts_come_back_after_memcached_forgets(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *a = mcd_coord_create("forget_a", 2), *b = mcd_coord_create("forget_b", 2);
+	char group[64];
+
+	unique_group(group, sizeof(group), "forget");
+	for (int i = 0; i < 7; i++) {
+		assert_int_equal(mcd_group_join(c, i < 4 ? a : b, "", group, 0), MCD_SUCCESS);
+	}
+	mcd_coord_tick(c, a);
+	/* As after a restart of memcached: everything gone. */
+	assert_int_equal(mcd_flush(c), MCD_SUCCESS);
+	assert_int_equal(count_of(c, "", group), 0);
+	assert_true(ticks_reach(c, a, b, group, 7, 10));
+	mcd_coord_destroy(a);
+	mcd_coord_destroy(b);
+	mcd_client_destroy(c);
+}
+
+static void locks_are_released_only_by_their_owner(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *a = mcd_coord_create("lock_a", 30), *b = mcd_coord_create("lock_b", 30);
+	char name[64], first[MCD_TOKEN_MAX], second[MCD_TOKEN_MAX];
+	long members, locks;
+
+	unique_group(name, sizeof(name), "lock");
+	assert_int_equal(mcd_lock(c, a, name, 60, 0, "SIP/a-1", first), MCD_SUCCESS);
+	assert_int_equal(mcd_lock(c, b, name, 60, 0, "SIP/b-1", second), MCD_LOCK_BUSY);
+	/* Waiting 300 ms does not help while it is held... */
+	assert_int_equal(mcd_lock(c, b, name, 60, 300, "SIP/b-1", second), MCD_LOCK_BUSY);
+	mcd_coord_totals(a, &members, &locks);
+	assert_int_equal(locks, 1);
+	/* ...a release does, and the other owner's token cannot release it. */
+	assert_int_equal(mcd_unlock(c, b, name, "lock_b 1 SIP/b-1"), MCD_NOT_LOCKED);
+	assert_int_equal(mcd_unlock(c, a, name, first), MCD_SUCCESS);
+	assert_int_equal(mcd_lock(c, b, name, 1, 0, "SIP/b-1", second), MCD_SUCCESS);
+	/* b's lock expires after a second and a takes it: b's late release leaves it with a. */
+	usleep(2100000);
+	assert_int_equal(mcd_lock(c, a, name, 60, 0, "SIP/a-2", first), MCD_SUCCESS);
+	assert_int_equal(mcd_unlock(c, b, name, second), MCD_NOT_LOCKED);
+	assert_int_equal(mcd_lock(c, b, name, 60, 0, "SIP/b-2", second), MCD_LOCK_BUSY);
+	assert_int_equal(mcd_unlock(c, a, name, first), MCD_SUCCESS);
+	assert_int_equal(mcd_lock(c, a, "", 60, 0, "x", first), MCD_ARGUMENT_NEEDED);
+	mcd_coord_destroy(a);
+	mcd_coord_destroy(b);
+	mcd_client_destroy(c);
+}
+
 static void unresolvable_server_fails_at_creation(void **state)
 {
 	struct mcd_settings s;
@@ -914,6 +1129,11 @@ int main(void)
 		cmocka_unit_test(noreply_binary),
 		cmocka_unit_test(noreply_text),
 		cmocka_unit_test(a_unix_socket_server_is_used_like_a_tcp_one),
+		cmocka_unit_test(groups_join_leave_and_count_with_a_limit),
+		cmocka_unit_test(racing_joins_on_two_nodes_admit_exactly_the_limit),
+		cmocka_unit_test(a_dead_node_stops_counting_and_its_restart_counts_nothing_twice),
+		cmocka_unit_test(counts_come_back_after_memcached_forgets),
+		cmocka_unit_test(locks_are_released_only_by_their_owner),
 		cmocka_unit_test(unresolvable_server_fails_at_creation),
 	};
 

@@ -1,0 +1,184 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * locks: a mutex across the cluster. Taken with add (of all that race, one
+ * stores), with a token that names the holder; released only by the token
+ * that took it, with memcached's compare-and-swap, so a lock that expired and
+ * was taken by another is never released by its old owner.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coord_private.h"
+#include "util.h"
+
+static mcd_rc lock_key(const struct mcd_client *client, const char *name, char out[MCD_KEY_MAX + 1],
+	size_t *len)
+{
+	char key[MCD_NAME_MAX + 16];
+
+	if (!name[0]) {
+		return MCD_ARGUMENT_NEEDED;
+	}
+	if (!mcd_coord_name_valid(name, true)) {
+		return strlen(name) > MCD_NAME_MAX ? MCD_KEY_TOO_LONG : MEMCACHED_BAD_KEY_PROVIDED;
+	}
+	snprintf(key, sizeof(key), "mcdlock:%s", name);
+	return mcd_client_key(client, key, out, len);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR) {
+	}
+}
+
+static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
+	long wait_ms, const char *holder, char *token)
+{
+	struct mcd_call call;
+	struct held_lock *held;
+	const unsigned long deadline = mcd_now_us() + (unsigned long) wait_ms * 1000UL;
+	long pause_ms = 2, remaining_ms;
+	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	pthread_mutex_lock(&coord->lock);
+	snprintf(token, MCD_TOKEN_MAX, "%s %lu %s", coord->node, ++coord->next_token, holder);
+	pthread_mutex_unlock(&coord->lock);
+	for (;;) {
+		if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+			return rc;
+		}
+		/* add stores only where nothing is: of all that race, one gets the lock. */
+		rc = memcached_add(call.memc, call.key, call.key_len, token, strlen(token), (time_t) ttl, 0);
+		rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED ? MEMCACHED_DATA_EXISTS : rc);
+		if (rc != MEMCACHED_DATA_EXISTS) {
+			break;
+		}
+		if (mcd_now_us() >= deadline) {
+			return MCD_LOCK_BUSY;
+		}
+		/* Wait a little, then a little more, never past the deadline. */
+		remaining_ms = (long) ((deadline - mcd_now_us()) / 1000) + 1;
+		sleep_ms(pause_ms < remaining_ms ? pause_ms : remaining_ms);
+		pause_ms = pause_ms * 2 > 50 ? 50 : pause_ms * 2;
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	if ((held = calloc(1, sizeof(*held)))) {
+		snprintf(held->name, sizeof(held->name), "%s", name);
+		snprintf(held->token, sizeof(held->token), "%s", token);
+		snprintf(held->holder, sizeof(held->holder), "%s", holder);
+		held->since = mcd_monotonic_s();
+		held->ttl = ttl;
+		pthread_mutex_lock(&coord->lock);
+		held->next = coord->locks;
+		coord->locks = held;
+		pthread_mutex_unlock(&coord->lock);
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+mcd_rc mcd_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
+	long wait_ms, const char *holder, char *token)
+{
+	unsigned long started = mcd_now_us();
+
+	return mcd_stats_record(client->stats, MCD_OP_LOCK, started,
+		take_lock(client, coord, name, ttl, wait_ms, holder, token));
+}
+
+/* memcached reads an expiry above 30 days as a date: one in January 1970 has passed. */
+#define EXPIRED_AT_ONCE ((time_t) (60L * 60 * 24 * 30 + 1))
+
+static mcd_rc release_lock(struct mcd_client *client, const char *name, const char *token)
+{
+	struct mcd_call call;
+	const char *keys[1];
+	size_t lens[1];
+	memcached_result_st result;
+	memcached_return_t fetched = MEMCACHED_NOTFOUND;
+	uint64_t cas = 0;
+	bool ours = false;
+	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	keys[0] = call.key;
+	lens[0] = call.key_len;
+	/* gets: the value and the version (cas) of the item as it is now. */
+	rc = memcached_mget(call.memc, keys, lens, 1);
+	if (memcached_success(rc) && memcached_result_create(call.memc, &result)) {
+		while (memcached_fetch_result(call.memc, &result, &fetched)) {
+			ours = memcached_result_length(&result) == strlen(token)
+				&& !memcmp(memcached_result_value(&result), token, strlen(token));
+			cas = memcached_result_cas(&result);
+		}
+		memcached_result_free(&result);
+		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
+	}
+	if (rc == MEMCACHED_SUCCESS && ours) {
+		/* Only the version we read may go: if the lock expired and another took it, its
+		 * version differs and the swap is refused. */
+		rc = memcached_cas(call.memc, call.key, call.key_len, "", 0, EXPIRED_AT_ONCE, 0, cas);
+		if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND) {
+			rc = MCD_NOT_LOCKED;
+		}
+	} else if (rc == MEMCACHED_SUCCESS) {
+		rc = MCD_NOT_LOCKED;
+	}
+	return mcd_call_end(client, &call, rc);
+}
+
+mcd_rc mcd_unlock(struct mcd_client *client, struct mcd_coord *coord, const char *name,
+	const char *token)
+{
+	unsigned long started = mcd_now_us();
+	mcd_rc rc = release_lock(client, name, token);
+
+	/* Held or not, this node stops reporting it. */
+	pthread_mutex_lock(&coord->lock);
+	for (struct held_lock **l = &coord->locks; *l; l = &(*l)->next) {
+		if (!strcmp((*l)->token, token)) {
+			struct held_lock *gone = *l;
+
+			*l = gone->next;
+			free(gone);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&coord->lock);
+	return mcd_stats_record(client->stats, MCD_OP_LOCK, started, rc);
+}
+
+unsigned int mcd_coord_locks(struct mcd_coord *coord,
+	void (*each)(const struct mcd_lock_report *report, void *arg), void *arg)
+{
+	unsigned int count = 0;
+	const long now = mcd_monotonic_s();
+
+	pthread_mutex_lock(&coord->lock);
+	for (struct held_lock *l = coord->locks; l; l = l->next, count++) {
+		struct mcd_lock_report report = { .held_s = now - l->since, .ttl = l->ttl };
+
+		snprintf(report.name, sizeof(report.name), "%s", l->name);
+		snprintf(report.holder, sizeof(report.holder), "%s", l->holder);
+		each(&report, arg);
+	}
+	pthread_mutex_unlock(&coord->lock);
+	return count;
+}
