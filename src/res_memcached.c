@@ -64,6 +64,7 @@ int mcd_live_load(void)
 		return -1;
 	}
 	mcd_conf_log(mcd_client_settings(live->client));
+	mcd_coordination_configure(mcd_client_settings(live->client));
 	ao2_global_obj_replace_unref(live_client, live);
 	ao2_ref(live, -1);
 	return 0;
@@ -71,7 +72,8 @@ int mcd_live_load(void)
 
 static int unload_module(void)
 {
-	int res = mcd_manager_cleanup() | mcd_cli_cleanup() | mcd_dialplan_cleanup();
+	int res = mcd_manager_cleanup() | mcd_cli_cleanup() | mcd_coordination_cleanup()
+		| mcd_dialplan_cleanup();
 
 	ao2_global_obj_release(live_client);
 	return res;
@@ -83,7 +85,7 @@ static int load_module(void)
 		ast_log(LOG_ERROR, "res_memcached not loaded: fix %s and load it again\n", MCD_CONFIG_FILE);
 		return AST_MODULE_LOAD_DECLINE;
 	}
-	if (mcd_dialplan_init() || mcd_cli_init() || mcd_manager_init()) {
+	if (mcd_dialplan_init() || mcd_coordination_init() || mcd_cli_init() || mcd_manager_init()) {
 		unload_module();
 		return AST_MODULE_LOAD_DECLINE;
 	}

@@ -276,6 +276,77 @@ static char *cli_flush(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 	return CLI_SUCCESS;
 }
 
+static void show_group(const struct mcd_group_report *r, void *arg)
+{
+	const int fd = *(const int *) arg;
+
+	ast_cli(fd, "%-16s %-32s %8ld %9ld %11ld\n", r->category[0] ? r->category : "(none)", r->group, r->here,
+		r->cluster, r->published);
+}
+
+static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	unsigned int count;
+	int fd;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show groups";
+		e->usage = "Usage: memcached show groups\n"
+			"       Show every MCDGROUP group in use across the Asterisk servers: this server's\n"
+			"       members, the cluster's count, and the sum of what each server publishes\n"
+			"       (the two agree again within group_lease after a server or memcached fails).\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(live = mcd_live_get())) {
+		return no_client(a);
+	}
+	ast_cli(a->fd, "This Asterisk is node '%s'\n", mcd_coord_node(mcd_coordination()));
+	ast_cli(a->fd, "%-16s %-32s %8s %9s %11s\n", "Category", "Group", "Here", "Cluster", "Published");
+	fd = a->fd;
+	count = mcd_coord_groups(live->client, mcd_coordination(), show_group, &fd, 10000);
+	ast_cli(a->fd, "%u group%s\n", count, count == 1 ? "" : "s");
+	return CLI_SUCCESS;
+}
+
+static void show_lock(const struct mcd_lock_report *r, void *arg)
+{
+	const int fd = *(const int *) arg;
+
+	ast_cli(fd, "%-32s %8ld %8ld  %s\n", r->name, r->held_s, r->ttl, r->holder);
+}
+
+static char *cli_show_locks(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	unsigned int count;
+	int fd;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show locks";
+		e->usage = "Usage: memcached show locks\n"
+			"       Show the MCDLOCK locks this server's channels hold: for how long, for how\n"
+			"       long at most (their ttl), and by whom.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	ast_cli(a->fd, "%-32s %8s %8s  %s\n", "Lock", "Held (s)", "TTL (s)", "Holder (node, number, channel)");
+	fd = a->fd;
+	count = mcd_coord_locks(mcd_coordination(), show_lock, &fd);
+	ast_cli(a->fd, "%u lock%s\n", count, count == 1 ? "" : "s");
+	return CLI_SUCCESS;
+}
+
 static struct ast_cli_entry cli_commands[] = {
 	AST_CLI_DEFINE(cli_show_settings, "Show res_memcached's settings"),
 	AST_CLI_DEFINE(cli_show_servers, "Show each memcached server's state and stats"),
@@ -283,6 +354,8 @@ static struct ast_cli_entry cli_commands[] = {
 	AST_CLI_DEFINE(cli_reset_stats, "Reset res_memcached's operation counts"),
 	AST_CLI_DEFINE(cli_operation, "Run one memcached operation"),
 	AST_CLI_DEFINE(cli_flush, "Drop every item on every memcached server"),
+	AST_CLI_DEFINE(cli_show_groups, "Show the MCDGROUP groups across the Asterisk servers"),
+	AST_CLI_DEFINE(cli_show_locks, "Show the MCDLOCK locks this server holds"),
 };
 
 int mcd_cli_init(void)

@@ -8,6 +8,8 @@
  *   dialplan.c  MCD, MCDCOUNTER and the mcd* applications
  *   cli.c       the "memcached ..." console commands
  *   manager.c   the Memcached* manager (AMI) actions
+ *   coordination.c  MCDGROUP, MCDGROUP_COUNT, MCDLOCK, MCDTRYLOCK, MCDUNLOCK, the channel
+ *               datastore that ends memberships and locks, the tick thread
  * Every name here starts with mcd_: a module's global symbols can meet
  * another module's in Asterisk's process.
  *
@@ -19,6 +21,7 @@
 #define MCD_GLUE_INTERNAL_H
 
 #include "core/client.h"
+#include "core/coord.h"
 
 struct ast_channel;
 
@@ -74,5 +77,13 @@ int mcd_cli_init(void);
 int mcd_cli_cleanup(void);
 int mcd_manager_init(void);
 int mcd_manager_cleanup(void);
+int mcd_coordination_init(void);
+int mcd_coordination_cleanup(void);
+
+/*! This Asterisk's groups and locks (for the console and the manager); NULL before init. */
+struct mcd_coord *mcd_coordination(void);
+
+/*! Take node_id and group_lease from newly loaded settings. */
+void mcd_coordination_configure(const struct mcd_settings *settings);
 
 #endif

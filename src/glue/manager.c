@@ -218,6 +218,59 @@ static int ami_status(struct mansession *s, const struct message *m)
 	return 0;
 }
 
+/* What one listing action hands its callbacks. */
+struct listing {
+	struct mansession *s;
+	const char *id;
+};
+
+static void group_event(const struct mcd_group_report *r, void *arg)
+{
+	const struct listing *l = arg;
+
+	status_event(l->s, l->id, "MemcachedGroup");
+	astman_append(l->s, "Category: %s\r\nGroup: %s\r\nHere: %ld\r\nCluster: %ld\r\nPublished: %ld\r\n\r\n",
+		r->category, r->group, r->here, r->cluster, r->published);
+}
+
+static int ami_groups(struct mansession *s, const struct message *m)
+{
+	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	struct listing l = { .s = s, .id = astman_get_header(m, "ActionID") };
+	unsigned int count;
+
+	if (!(live = mcd_live_get())) {
+		return no_client(s, m);
+	}
+	astman_send_listack(s, m, "Memcached groups will follow", "start");
+	count = mcd_coord_groups(live->client, mcd_coordination(), group_event, &l, 10000);
+	astman_send_list_complete_start(s, m, "MemcachedGroupsComplete", (int) count);
+	astman_append(s, "Node: %s\r\n", mcd_coord_node(mcd_coordination()));
+	astman_send_list_complete_end(s);
+	return 0;
+}
+
+static void lock_event(const struct mcd_lock_report *r, void *arg)
+{
+	const struct listing *l = arg;
+
+	status_event(l->s, l->id, "MemcachedLock");
+	astman_append(l->s, "Lock: %s\r\nHolder: %s\r\nHeldSeconds: %ld\r\nTTL: %ld\r\n\r\n", r->name,
+		r->holder, r->held_s, r->ttl);
+}
+
+static int ami_locks(struct mansession *s, const struct message *m)
+{
+	struct listing l = { .s = s, .id = astman_get_header(m, "ActionID") };
+	unsigned int count;
+
+	astman_send_listack(s, m, "Memcached locks will follow", "start");
+	count = mcd_coord_locks(mcd_coordination(), lock_event, &l);
+	astman_send_list_complete_start(s, m, "MemcachedLocksComplete", (int) count);
+	astman_send_list_complete_end(s);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int authority;
@@ -228,6 +281,8 @@ static const struct {
 	{ "MemcachedDelete", EVENT_FLAG_SYSTEM, ami_delete },
 	{ "MemcachedIncrement", EVENT_FLAG_SYSTEM, ami_increment },
 	{ "MemcachedStatus", EVENT_FLAG_REPORTING, ami_status },
+	{ "MemcachedGroups", EVENT_FLAG_REPORTING, ami_groups },
+	{ "MemcachedLocks", EVENT_FLAG_REPORTING, ami_locks },
 };
 
 int mcd_manager_init(void)
