@@ -58,6 +58,11 @@ ALTERNATIVES = [
     ("MCD write, MCDNOREPLY=yes", "11", "setnr", 1),
     ("MCDCOUNTER(k,1)", "5", "incr", 1),
     ("MCDCOUNTER(k,1), MCDNOREPLY=yes", "12", None, 1),
+    # Groups and locks, against MCDCOUNTER above: a move is a join (one incr) and a
+    # confirmed leave (one decr); a count is one get; a lock one add, an unlock gets + cas.
+    ("MCDGROUP move (join + leave)", "13", "incr", 2),
+    ("MCDGROUP_COUNT", "14", "get", 1),
+    ("MCDLOCK + MCDUNLOCK", "15", None, 1),
 ]
 # The operations measured in every deployment: label, extension, raw op.
 DEPLOYMENT_OPS = [

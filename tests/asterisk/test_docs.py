@@ -4,13 +4,19 @@ import pytest
 
 APPLICATIONS = ["mcdset", "mcdadd", "mcdreplace", "mcdappend", "mcdprepend", "mcddelete", "mcdget",
                 "mcdmget", "mcdtouch"]
-ACTIONS = ["MemcachedGet", "MemcachedSet", "MemcachedDelete", "MemcachedIncrement", "MemcachedStatus"]
+ACTIONS = ["MemcachedGet", "MemcachedSet", "MemcachedDelete", "MemcachedIncrement", "MemcachedStatus",
+           "MemcachedGroups", "MemcachedLocks"]
 
 
 @pytest.mark.parametrize("protocol", ["binary"], indirect=True)
 @pytest.mark.parametrize("function, words", [
     ("MCD", "Read or write a value in memcached."),
     ("MCDCOUNTER", "Read, step or force an integer counter in memcached, atomically."),
+    ("MCDGROUP", "Put the channel in a call group counted across all Asterisk servers."),
+    ("MCDGROUP_COUNT", "Count the channels in a call group across every Asterisk sharing memcached."),
+    ("MCDLOCK", "Take a lock shared by all Asterisk servers, waiting a bounded time."),
+    ("MCDTRYLOCK", "Take a named lock shared by every Asterisk using memcached, without waiting."),
+    ("MCDUNLOCK", "Release a lock taken with MCDLOCK or MCDTRYLOCK."),
 ])
 def test_core_show_function_prints_the_documentation(pbx, function, words):
     out = pbx.ast.cli("core show function " + function)
@@ -45,5 +51,5 @@ def test_cli_help_lists_every_memcached_command(pbx):
     out = pbx.ast.cli("core show help memcached")
     for command in ("memcached show settings", "memcached show servers", "memcached show stats",
                     "memcached reset stats", "memcached {get|set|add|delete|incr}",
-                    "memcached flush"):
+                    "memcached flush", "memcached show groups", "memcached show locks"):
         assert command in out, command
