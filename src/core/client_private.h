@@ -76,6 +76,12 @@ mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
 	size_t key_len, int64_t delta, time_t expiry, uint64_t *result);
 
+/*! Read key with its version (memcached's gets): up to size - 1 bytes of the value into buf,
+ * NUL-terminated, its whole length into *len and its version into *cas. MEMCACHED_NOTFOUND
+ * when there is none. */
+mcd_rc mcd_gets(memcached_st *memc, const char *key, size_t key_len, char *buf, size_t size, size_t *len,
+	uint64_t *cas);
+
 /*! A connection from pool, waiting at most pool_wait; NULL and *rc (MCD_POOL_EXHAUSTED when
  * every connection stayed busy) when there is none. Give it back with mcd_give_back. */
 memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc);

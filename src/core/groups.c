@@ -187,32 +187,34 @@ static bool listed(const char *list, const char *word)
 static mcd_rc read_list(struct mcd_client *client, const char *name, char *buf, uint64_t *cas)
 {
 	struct mcd_call call;
-	memcached_result_st result;
-	memcached_return_t fetched = MEMCACHED_END;
-	const char *keys[1];
-	size_t lens[1];
+	size_t len;
 	mcd_rc rc = mcd_client_key(client, name, call.key, &call.key_len);
 
-	buf[0] = '\0';
-	*cas = 0;
 	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+		buf[0] = '\0';
+		*cas = 0;
 		return rc;
 	}
-	keys[0] = call.key;
-	lens[0] = call.key_len;
-	rc = memcached_mget(call.memc, keys, lens, 1);
-	if (memcached_success(rc) && memcached_result_create(call.memc, &result)) {
-		while (memcached_fetch_result(call.memc, &result, &fetched)) {
-			size_t len = memcached_result_length(&result);
+	rc = mcd_gets(call.memc, call.key, call.key_len, buf, REGISTRY_MAX, &len, cas);
+	return mcd_call_end(client, &call, rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc);
+}
 
-			snprintf(buf, REGISTRY_MAX, "%.*s", (int) (len < REGISTRY_MAX ? len : REGISTRY_MAX - 1),
-				memcached_result_value(&result));
-			*cas = memcached_result_cas(&result);
+/* Call visit for each word of the space-separated list, as a string of its own. */
+static void each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg)
+{
+	for (const char *p = list; *p; ) {
+		char word[2 * MCD_NAME_MAX + 2];
+		size_t len;
+
+		p += strspn(p, " ");
+		len = strcspn(p, " ");
+		if (len && len < sizeof(word)) {
+			memcpy(word, p, len);
+			word[len] = '\0';
+			visit(word, arg);
 		}
-		memcached_result_free(&result);
-		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
+		p += len;
 	}
-	return mcd_call_end(client, &call, rc);
 }
 
 /* Append the words (" a b c") to the list named name, making it if there is none. */
@@ -230,64 +232,66 @@ static void enlist(struct mcd_client *client, const char *name, const char *word
 	mcd_call_end(client, &call, MEMCACHED_SUCCESS);
 }
 
+struct kept_words {
+	const char *dropped;         /* the words to leave out */
+	char *kept;                  /* REGISTRY_MAX */
+	size_t used;
+};
+
+static void keep_word(const char *word, void *arg)
+{
+	struct kept_words *k = arg;
+
+	if (!listed(k->dropped, word) && k->used + strlen(word) + 2 < REGISTRY_MAX) {
+		k->used += (size_t) snprintf(k->kept + k->used, REGISTRY_MAX - k->used, " %s", word);
+	}
+}
+
 /* Take the words (" a b") out of the list named name as read at version cas, unless it
  * changed since: a group added meanwhile stays, and the next tick tries again. */
 static void unlist(struct mcd_client *client, const char *name, const char *list, uint64_t cas,
 	const char *words)
 {
 	struct mcd_call call;
-	char *kept = malloc(REGISTRY_MAX);
-	size_t used = 0;
-	const char *p = list;
+	struct kept_words k = { .dropped = words, .kept = malloc(REGISTRY_MAX) };
 
-	if (!kept || !cas || mcd_client_key(client, name, call.key, &call.key_len) != MEMCACHED_SUCCESS) {
-		free(kept);
+	if (!k.kept || !cas || mcd_client_key(client, name, call.key, &call.key_len) != MEMCACHED_SUCCESS) {
+		free(k.kept);
 		return;
 	}
-	kept[0] = '\0';
-	while (*p) {
-		char word[2 * MCD_NAME_MAX + 2];
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len && len < sizeof(word)) {
-			memcpy(word, p, len);
-			word[len] = '\0';
-			if (!listed(words, word) && used + len + 2 < REGISTRY_MAX) {
-				used += (size_t) snprintf(kept + used, REGISTRY_MAX - used, " %s", word);
-			}
-		}
-		p += len;
-	}
+	k.kept[0] = '\0';
+	each_word(list, keep_word, &k);
 	if (mcd_call_begin(client, &client->main, &call) == MEMCACHED_SUCCESS) {
-		mcd_call_end(client, &call, memcached_cas(call.memc, call.key, call.key_len, kept, used, 0, 0, cas));
+		mcd_call_end(client, &call, memcached_cas(call.memc, call.key, call.key_len, k.kept, k.used, 0, 0,
+			cas));
 	}
-	free(kept);
+	free(k.kept);
+}
+
+struct listed_visit {
+	void (*visit)(const char *category, const char *group, void *arg);
+	void *arg;
+};
+
+static void visit_entry(const char *word, void *arg)
+{
+	const struct listed_visit *v = arg;
+	char entry[2 * MCD_NAME_MAX + 2], *colon;
+
+	snprintf(entry, sizeof(entry), "%s", word);
+	if ((colon = strchr(entry, ':'))) {
+		*colon = '\0';
+		v->visit(entry, colon + 1, v->arg);
+	}
 }
 
 /* Call visit for each "category:group" of the list. */
 static void each_listed(const char *groups, void (*visit)(const char *category, const char *group,
 	void *arg), void *arg)
 {
-	const char *p = groups;
+	struct listed_visit v = { .visit = visit, .arg = arg };
 
-	while (*p) {
-		char entry[2 * MCD_NAME_MAX + 2], *colon;
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len && len < sizeof(entry)) {
-			memcpy(entry, p, len);
-			entry[len] = '\0';
-			if ((colon = strchr(entry, ':'))) {
-				*colon = '\0';
-				visit(entry, colon + 1, arg);
-			}
-		}
-		p += len;
-	}
+	each_word(groups, visit_entry, &v);
 }
 
 /* --- a group as memcached holds it: its counter and the counts the nodes published --- */
@@ -303,7 +307,20 @@ struct group_keys {
 	const char *key_ptrs[MAX_NODES + 1];
 	size_t lens[MAX_NODES + 1];
 	size_t count;
+	struct mcd_client *client;   /* for add_node_key */
+	const char *category, *group, *node;
 };
+
+/* Add node's published count of the group to the keys to read (this node's is added first). */
+static void add_node_key(const char *node, void *arg)
+{
+	struct group_keys *k = arg;
+
+	if (k->count <= MAX_NODES && strcmp(node, k->node) && mcd_group_key(k->client, k->category, k->group,
+		node, k->keys[k->count], &k->lens[k->count]) == MEMCACHED_SUCCESS) {
+		k->count++;
+	}
+}
 
 /* Read group's counter and the counts of nodes (a space-separated list) with one request. */
 static mcd_rc read_group(struct mcd_client *client, const char *node, const char *category,
@@ -315,7 +332,6 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 	memcached_return_t fetched = MEMCACHED_END;
 	char own[MCD_KEY_MAX + 1];
 	size_t own_len = 0;
-	const char *p = nodes;
 	mcd_rc rc = k ? mcd_group_key(client, category, group, NULL, call.key, &call.key_len)
 		: MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 
@@ -330,22 +346,11 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 	k->count = 1;
 	memcpy(k->keys[k->count], own, own_len + 1);
 	k->lens[k->count++] = own_len;
-	while (*p && k->count <= MAX_NODES) {
-		char name[MCD_NAME_MAX + 1];
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len && len < sizeof(name)) {
-			memcpy(name, p, len);
-			name[len] = '\0';
-			if (strcmp(name, node) && mcd_group_key(client, category, group, name, k->keys[k->count],
-				&k->lens[k->count]) == MEMCACHED_SUCCESS) {
-				k->count++;
-			}
-		}
-		p += len;
-	}
+	k->client = client;
+	k->category = category;
+	k->group = group;
+	k->node = node;
+	each_word(nodes, add_node_key, k);
 	for (size_t i = 0; i < k->count; i++) {
 		k->key_ptrs[i] = k->keys[i];
 	}

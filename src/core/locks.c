@@ -107,38 +107,24 @@ mcd_rc mcd_lock(struct mcd_client *client, struct mcd_coord *coord, const char *
 static mcd_rc release_lock(struct mcd_client *client, const char *name, const char *token)
 {
 	struct mcd_call call;
-	const char *keys[1];
-	size_t lens[1];
-	memcached_result_st result;
-	memcached_return_t fetched = MEMCACHED_NOTFOUND;
-	uint64_t cas = 0;
-	bool ours = false;
+	char value[MCD_TOKEN_MAX];
+	size_t len;
+	uint64_t cas;
 	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
 
 	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	keys[0] = call.key;
-	lens[0] = call.key_len;
 	/* gets: the value and the version (cas) of the item as it is now. */
-	rc = memcached_mget(call.memc, keys, lens, 1);
-	if (memcached_success(rc) && memcached_result_create(call.memc, &result)) {
-		while (memcached_fetch_result(call.memc, &result, &fetched)) {
-			ours = memcached_result_length(&result) == strlen(token)
-				&& !memcmp(memcached_result_value(&result), token, strlen(token));
-			cas = memcached_result_cas(&result);
-		}
-		memcached_result_free(&result);
-		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
-	}
-	if (rc == MEMCACHED_SUCCESS && ours) {
+	rc = mcd_gets(call.memc, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	if (rc == MEMCACHED_SUCCESS && len == strlen(token) && !strcmp(value, token)) {
 		/* Only the version we read may go: if the lock expired and another took it, its
 		 * version differs and the swap is refused. */
 		rc = memcached_cas(call.memc, call.key, call.key_len, "", 0, EXPIRED_AT_ONCE, 0, cas);
 		if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND) {
 			rc = MCD_NOT_LOCKED;
 		}
-	} else if (rc == MEMCACHED_SUCCESS) {
+	} else if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
 		rc = MCD_NOT_LOCKED;
 	}
 	return mcd_call_end(client, &call, rc);

@@ -49,6 +49,33 @@ mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 	return rc;
 }
 
+mcd_rc mcd_gets(memcached_st *memc, const char *key, size_t key_len, char *buf, size_t size, size_t *len,
+	uint64_t *cas)
+{
+	const char *keys[1] = { key };
+	size_t lens[1] = { key_len };
+	memcached_result_st result;
+	memcached_return_t fetched = MEMCACHED_END;
+	mcd_rc rc = memcached_mget(memc, keys, lens, 1);
+	bool found = false;
+
+	buf[0] = '\0';
+	*len = 0;
+	*cas = 0;
+	/* On a result of our own: libmemcached frees an allocated one when the fetch ends. */
+	if (memcached_success(rc) && memcached_result_create(memc, &result)) {
+		while (memcached_fetch_result(memc, &result, &fetched)) {
+			*len = memcached_result_length(&result);
+			snprintf(buf, size, "%.*s", (int) (*len < size ? *len : size - 1), memcached_result_value(&result));
+			*cas = memcached_result_cas(&result);
+			found = true;
+		}
+		memcached_result_free(&result);
+		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
+	}
+	return rc == MEMCACHED_SUCCESS && !found ? MEMCACHED_NOTFOUND : rc;
+}
+
 mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
 	size_t key_len, int64_t delta, time_t expiry, uint64_t *result)
 {
