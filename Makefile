@@ -13,7 +13,8 @@
 #                             the integration tests run again in a bullseye root, Asterisk 16)
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
-#   make bench                the benchmark tables (bench/bench.py, see bench/README.md)
+#   make bench                the benchmark tables and charts (bench/bench.py, bench/charts.py;
+#                             see bench/README.md)
 #   make profile              instructions per operation under callgrind (bench/profile.py)
 # The Python harness (harness/) is imported from the repository's root: python3 -m ...
 
@@ -41,10 +42,15 @@ CORE_SOURCES := $(wildcard src/core/*.c)
 GLUE_SOURCES := src/res_memcached.c $(wildcard src/glue/*.c)
 HEADERS := $(wildcard src/core/*.h src/glue/*.h)
 
+# res_memcached_prometheus, a module of its own, where Asterisk has res_prometheus (17+).
+PROMETHEUS_MODULE := $(if $(wildcard $(ASTERISK_INCLUDE_DIR)/asterisk/res_prometheus.h),res_memcached_prometheus.so)
+PROMETHEUS_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached_prometheus\" \
+	-DAST_MODULE_SELF_SYM=__internal_res_memcached_prometheus_self -isystem $(ASTERISK_INCLUDE_DIR) -Isrc
+
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
 	load fuzz-long bench bench-here profile profile-here sandbox
 
-all: res_memcached.so
+all: res_memcached.so $(PROMETHEUS_MODULE)
 
 res_memcached.so: $(GLUE_SOURCES) $(CORE_SOURCES) $(HEADERS)
 	@pkg-config --atleast-version=1.1.4 libmemcached || { \
@@ -54,16 +60,21 @@ res_memcached.so: $(GLUE_SOURCES) $(CORE_SOURCES) $(HEADERS)
 	$(CC) $(CFLAGS) $(WARNINGS) $(MODULE_CFLAGS) $(MEMCACHED_CFLAGS) -shared -o $@ \
 		$(GLUE_SOURCES) $(CORE_SOURCES) $(MEMCACHED_LIBS) $(LDFLAGS)
 
-install: res_memcached.so
+# Its one undefined symbol, res_memcached_metrics, is res_memcached's, found when it loads.
+res_memcached_prometheus.so: src/res_memcached_prometheus.c src/glue/metrics.h
+	$(CC) $(CFLAGS) $(WARNINGS) $(PROMETHEUS_CFLAGS) -shared -o $@ $< $(LDFLAGS)
+
+install: res_memcached.so $(PROMETHEUS_MODULE)
 	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(DOC_DIR) $(DESTDIR)$(ASTERISK_ETC_DIR)
-	install -m 0644 res_memcached.so $(DESTDIR)$(MODULES_DIR)/res_memcached.so
+	install -m 0644 res_memcached.so $(PROMETHEUS_MODULE) $(DESTDIR)$(MODULES_DIR)/
 	install -m 0644 doc/res_memcached-en_US.xml $(DESTDIR)$(DOC_DIR)/res_memcached-en_US.xml
 	@# Never overwrite an administrator's configuration.
 	test -e $(DESTDIR)$(ASTERISK_ETC_DIR)/memcached.conf || \
 		install -m 0640 memcached.conf.sample $(DESTDIR)$(ASTERISK_ETC_DIR)/memcached.conf
 
 uninstall:
-	rm -f $(DESTDIR)$(MODULES_DIR)/res_memcached.so $(DESTDIR)$(DOC_DIR)/res_memcached-en_US.xml
+	rm -f $(DESTDIR)$(MODULES_DIR)/res_memcached.so $(DESTDIR)$(MODULES_DIR)/res_memcached_prometheus.so \
+		$(DESTDIR)$(DOC_DIR)/res_memcached-en_US.xml
 
 # --- tests, run where Asterisk, memcached and python3 are (the sandbox) ---
 
@@ -103,6 +114,7 @@ bench/raw: bench/raw.c
 
 bench-here: install bench/raw
 	python3 -m bench.bench
+	python3 -m bench.charts
 
 # Instructions per operation under callgrind: where the module's time goes.
 profile-here: install
@@ -131,7 +143,7 @@ load:
 	sandbox/run.sh load-here LOAD_CHANNELS=$(LOAD_CHANNELS) LOAD_ITERATIONS=$(LOAD_ITERATIONS)
 
 bench:
-	sandbox/run.sh bench-here
+	MCD_KEEP="bench/results.json bench/charts" sandbox/run.sh bench-here
 
 profile:
 	sandbox/run.sh profile-here
@@ -140,4 +152,4 @@ fuzz-long:
 	sandbox/run.sh fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 clean:
-	rm -f res_memcached.so tests/unit/run_unit $(FUZZERS) bench/raw
+	rm -f res_memcached.so res_memcached_prometheus.so tests/unit/run_unit $(FUZZERS) bench/raw

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from harness.ports import free_port
 
@@ -43,7 +45,7 @@ class Asterisk:
     AMI_SECRET = "tests-secret"
 
     def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0,
-                 ami=False, verbose_log=True):
+                 ami=False, verbose_log=True, metrics=False):
         self.dir = tempfile.mkdtemp(prefix="ast-")
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "run", "log", "lib", "spool"):
@@ -64,8 +66,6 @@ astsbindir => /usr/sbin
 [options]
 documentation_language = en_US
 """.format(d=self.dir, mods=module_dir()))
-        self._write("modules.conf", "[modules]\nautoload=no\n"
-                    + "".join("load => %s\n" % m for m in modules))
         # The tests read what the dialplan did from the verbose log; a benchmark leaves it out.
         self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error%s\n"
                     % (",verbose(3)" if verbose_log else ""))
@@ -76,6 +76,18 @@ documentation_language = en_US
                     "[%s]\nsecret=%s\nread=system,reporting\nwrite=system,reporting\n"
                     % ("yes" if ami else "no", self.ami_port or 5038, self.AMI_USER,
                        self.AMI_SECRET))
+        # Asterisk's HTTP server and its Prometheus endpoint, when asked, on a free loopback port.
+        self.http_port = free_port() if metrics else None
+        if metrics:
+            self._write("http.conf", "[general]\nenabled=yes\nbindaddr=127.0.0.1\nbindport=%d\n"
+                        % self.http_port)
+            self._write("prometheus.conf", "[general]\nenabled=yes\nuri=metrics\n")
+            # Debian's res_prometheus links against res_pjsip (for its registration metrics).
+            modules = list(modules) + ["res_pjproject.so", "res_sorcery_config.so",
+                                       "res_sorcery_memory.so", "res_sorcery_astdb.so", "res_pjsip.so",
+                                       "res_prometheus.so", "res_memcached_prometheus.so"]
+        self._write("modules.conf", "[modules]\nautoload=no\n"
+                    + "".join("load => %s\n" % m for m in modules))
         self.write_memcached_conf(memcached_conf)
         self.output = open(os.path.join(self.dir, "console.txt"), "w")
         # wrapper: a command to run Asterisk under, such as valgrind.
@@ -117,6 +129,14 @@ documentation_language = en_US
             if line.startswith(prefix):
                 return line[len(prefix):]
         raise AssertionError("no value from %r: %r" % (expression, out))
+
+    def scrape(self):
+        """The text of Asterisk's /metrics, or None while nothing serves it."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.http_port, timeout=10) as r:
+                return r.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
 
     def global_var(self, name):
         return self.eval("GLOBAL(%s)" % name)

@@ -101,7 +101,9 @@ static int reload_module(void)
 	return AST_MODULE_LOAD_SUCCESS;
 }
 
-AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_DEFAULT, "memcached access for the dialplan",
+/* Global symbols: res_memcached_prometheus links against res_memcached_metrics, the one
+ * function this module does not hide (see glue/metrics.h). */
+AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_GLOBAL_SYMBOLS, "memcached access for the dialplan",
 	.support_level = AST_MODULE_SUPPORT_EXTENDED,
 	.load = load_module,
 	.unload = unload_module,

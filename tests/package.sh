@@ -39,8 +39,9 @@ abi=$(sed -n 's/^#define AST_BUILDOPT_SUM "\([0-9a-f]*\)".*/\1/p' /usr/include/a
 check "it depends on the Asterisk ABI it was built for (asterisk-abi-$abi) and on libmemcached" \
 	sh -c "dpkg-deb -f '$deb' Depends | tee /dev/stderr | grep -q 'asterisk-abi-$abi' \
 		&& dpkg-deb -f '$deb' Depends | grep -q 'libmemcached11t64 (>= 1.1.4)'"
-check "it ships the module, its documentation and the sample config" \
+check "it ships the modules, the documentation and the sample config" \
 	sh -c "dpkg-deb -c '$deb' | tee /dev/stderr | grep -q 'asterisk/modules/res_memcached.so\$' \
+		&& dpkg-deb -c '$deb' | grep -q 'asterisk/modules/res_memcached_prometheus.so\$' \
 		&& dpkg-deb -c '$deb' | grep -q 'documentation/thirdparty/res_memcached-en_US.xml\$' \
 		&& dpkg-deb -c '$deb' | grep -q 'etc/asterisk/memcached.conf\$'"
 

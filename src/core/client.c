@@ -448,6 +448,13 @@ bool mcd_server_resting(struct mcd_client *client, uint32_t server)
 		&& atomic_load(&client->health[server].resting_until) > now_monotonic();
 }
 
+void mcd_server_health(struct mcd_client *client, unsigned int i, struct mcd_server_health *health)
+{
+	health->faults = i < MCD_MAX_SERVERS ? atomic_load(&client->health[i].faults) : 0;
+	health->resting = mcd_server_resting(client, i);
+	health->other_protocol = i < MCD_MAX_SERVERS && atomic_load(&client->health[i].other_protocol);
+}
+
 bool mcd_tracks_health(const struct mcd_client *client)
 {
 	return !client->settings.remove_failed_servers && !client->settings.replicas;

@@ -162,6 +162,16 @@ const char *mcd_server_state(const struct mcd_server_report *report);
  * "no stats (a proxy)"), or "" when nothing did. */
 const char *mcd_server_kind(const struct mcd_server_report *report);
 
+/* What the client knows of a server's health, from the calls it made: no network. */
+struct mcd_server_health {
+	unsigned int faults;         /* faults in a row */
+	bool resting;                /* skipped after server_failure_limit faults, for retry_timeout */
+	bool other_protocol;         /* it answered only the protocol not configured */
+};
+
+/*! The health of server i (0 to server_count - 1) as the client's calls have found it. */
+void mcd_server_health(struct mcd_client *client, unsigned int i, struct mcd_server_health *health);
+
 /*! How each of the client's pools is used (see struct mcd_pool_usage). */
 void mcd_client_pool_usage(struct mcd_client *client, struct mcd_pool_usage usage[MCD_POOL_KINDS]);
 

@@ -30,6 +30,15 @@ unsigned long mcd_now_us(void)
 	return (unsigned long) ts.tv_sec * 1000000UL + (unsigned long) ts.tv_nsec / 1000UL;
 }
 
+static const unsigned long bucket_us[MCD_TIME_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+};
+
+unsigned long mcd_time_bucket_us(int i)
+{
+	return i >= 0 && i < MCD_TIME_BUCKETS ? bucket_us[i] : 0;
+}
+
 mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc)
 {
 	struct mcd_op_stats *s;
@@ -43,6 +52,12 @@ mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long s
 	atomic_fetch_add(&s->calls, 1);
 	atomic_fetch_add(&s->by_result[mcd_result_slot(rc)], 1);
 	atomic_fetch_add(&s->total_us, took);
+	for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
+		if (took <= bucket_us[i]) {
+			atomic_fetch_add(&s->by_time[i], 1);
+			break;
+		}
+	}
 	worst = atomic_load(&s->worst_us);
 	while (took > worst && !atomic_compare_exchange_weak(&s->worst_us, &worst, took)) {
 	}
@@ -73,6 +88,9 @@ void mcd_stats_reset(struct mcd_stats *stats)
 		atomic_store(&s->worst_us, 0);
 		for (int i = 0; i < MCD_RESULT_SLOTS; i++) {
 			atomic_store(&s->by_result[i], 0);
+		}
+		for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
+			atomic_store(&s->by_time[i], 0);
 		}
 	}
 }

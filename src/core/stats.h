@@ -30,11 +30,16 @@ enum mcd_op {
 	MCD_OP_COUNT,
 };
 
+/* Bounds of the time buckets: calls that took at most 100 us, 250 us, ... 2.5 s. */
+#define MCD_TIME_BUCKETS 14
+
 struct mcd_op_stats {
 	_Atomic unsigned long calls;
 	_Atomic unsigned long by_result[MCD_RESULT_SLOTS];
 	_Atomic unsigned long total_us;
 	_Atomic unsigned long worst_us;
+	_Atomic unsigned long by_time[MCD_TIME_BUCKETS];  /* calls in each bucket (the last bound's
+	                                                   * overflow: calls minus their sum) */
 };
 
 /* Shared by every client built while the module is loaded, so a reload keeps them. */
@@ -50,6 +55,9 @@ unsigned long mcd_now_us(void);
 
 /*! Count one op that started at started_us (mcd_now_us) and ended with rc. Returns rc. */
 mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc);
+
+/*! The upper bound of time bucket i, in microseconds. */
+unsigned long mcd_time_bucket_us(int i);
 
 /*! The calls of one op by outcome (mcd_rc_outcome of each result): out has MCD_OUTCOME_COUNT. */
 void mcd_stats_outcomes(const struct mcd_op_stats *stats, unsigned long *out);

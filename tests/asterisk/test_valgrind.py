@@ -15,7 +15,7 @@ from harness.pbx import Asterisk
 from harness.ports import free_port
 
 # valgrind runs with --fullpath-after=, so a frame in the module's sources shows its path.
-OUR_FRAME = re.compile(r"\(\S*src/(res_memcached|glue/\w+|core/\w+)\.c:\d+\)")
+OUR_FRAME = re.compile(r"\(\S*src/(res_memcached\w*|glue/\w+|core/\w+)\.c:\d+\)")
 
 
 def reports(log_text):

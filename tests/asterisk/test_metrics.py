@@ -1,0 +1,171 @@
+"""res_memcached's figures on Asterisk's Prometheus endpoint: a real Asterisk
+with its HTTP server and res_prometheus on a loopback port, scraped over HTTP.
+Counters move by exactly the operations made; a killed server shows 0; the
+modules unload and load under scrapes; promtool finds nothing to say."""
+
+import os
+import re
+import subprocess
+import threading
+
+import pytest
+
+from conftest import HERE, PREFIX, Pbx, general, read_file, require
+from harness.pbx import Asterisk, MODULES, module_dir
+from harness.servers import Memcached
+
+SAMPLE = re.compile(r'^(asterisk_memcached_\w+)(?:\{([^}]*)\})? (\S+)$', re.M)
+
+
+def metrics_available():
+    return os.path.exists(os.path.join(module_dir(), "res_prometheus.so"))
+
+
+pytestmark = pytest.mark.skipif(
+    not metrics_available() and bool(os.environ.get("MCD_OPTIONAL_TOOLS")),
+    reason="this Asterisk has no res_prometheus (Asterisk 16)")
+
+
+def samples(text):
+    """{(name, labels): value} of the module's samples in a scrape."""
+    found = {}
+    for name, labels, value in SAMPLE.findall(text or ""):
+        found[(name, tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels))))] = float(value)
+    return found
+
+
+def value(found, name, **labels):
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def scraped():
+    server, down = Memcached(), Memcached()
+    ast = Asterisk(read_file("extensions.conf"),
+                   general("server=" + server.address, "server=" + down.address, "prefixkey=" + PREFIX,
+                           "retry_timeout=60", "connect_timeout=200", "timeout=200"),
+                   metrics=True)
+    yield Pbx(ast), server, down
+    ast.stop()
+    server.stop()
+    down.stop()
+
+
+def test_counters_move_by_exactly_the_operations_made(scraped):
+    pbx, _, _ = scraped
+    before = samples(pbx.ast.scrape())
+    assert value(before, "asterisk_memcached_pool_size", pool="calls") == 64
+    for n in range(7):
+        assert pbx.app("mcdset(m%d,v)" % n)[1] == "MEMCACHED_SUCCESS"
+    for n in range(4):
+        assert pbx.fn("${MCD(m%d)}" % n) == ("v", "MEMCACHED_SUCCESS")
+    assert pbx.fn("${MCD(never_written)}")[1] == "MEMCACHED_NOTFOUND"
+    after = samples(pbx.ast.scrape())
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    ok = dict(outcome="answer")
+    assert moved("asterisk_memcached_operations_total", operation="set", result="MEMCACHED_SUCCESS", **ok) == 7
+    assert moved("asterisk_memcached_operations_total", operation="get", result="MEMCACHED_SUCCESS", **ok) == 4
+    assert moved("asterisk_memcached_operations_total", operation="get", result="MEMCACHED_NOTFOUND", **ok) == 1
+    assert moved("asterisk_memcached_operation_seconds_count", operation="set") == 7
+    assert moved("asterisk_memcached_operation_seconds_count", operation="get") == 5
+    # A valid histogram: buckets cumulative, +Inf equal to the count, a sum of real time.
+    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in after.items()
+                     if name == "asterisk_memcached_operation_seconds_bucket"
+                     and dict(labels)["operation"] == "get")
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+    assert buckets[-1] == (float("inf"), value(after, "asterisk_memcached_operation_seconds_count",
+                                               operation="get"))
+    assert value(after, "asterisk_memcached_operation_seconds_sum", operation="get") > 0
+
+
+def test_a_killed_server_shows_0_and_the_other_1(scraped):
+    pbx, server, down = scraped
+    found = samples(pbx.ast.scrape())
+    assert value(found, "asterisk_memcached_server_up", server=server.address) == 1
+    down.stop()
+
+    def seen_down():
+        # The module learns it from calls (and from its own tick): no scrape waits on the network.
+        for n in range(6):
+            pbx.fn("${MCD(k%d)}" % n)
+        return value(samples(pbx.ast.scrape()), "asterisk_memcached_server_up", server=down.address) == 0
+
+    pbx.ast.wait_for(seen_down)
+    found = samples(pbx.ast.scrape())
+    assert value(found, "asterisk_memcached_server_up", server=server.address) == 1
+    assert value(found, "asterisk_memcached_server_faults", server=down.address) >= 1
+
+
+def test_groups_and_locks_are_counted(scraped):
+    pbx, _, _ = scraped
+    pbx.ast.cli("dialplan set global LOCK_NAME metric_lock")
+    pbx.ast.cli("dialplan set global LOCK_TTL 60")
+    pbx.ast.cli("dialplan set global LOCK_HOLD 30")
+    pbx.ast.cli("channel originate Local/holder-metrics@tests application Wait 0")
+    pbx.ast.wait_for(lambda: pbx.ast.global_var("HOLDER_metrics_TOOK") == "1")
+    found = samples(pbx.ast.scrape())
+    node = [dict(labels)["node"] for (name, labels) in found if name == "asterisk_memcached_locks_held"]
+    assert value(found, "asterisk_memcached_locks_held", node=node[0]) == 1
+    assert value(found, "asterisk_memcached_group_members", node=node[0]) == 0
+    pbx.ast.cli("channel request hangup all")
+
+
+def test_promtool_finds_the_module_metrics_and_the_alert_rules_sound(scraped, tmp_path):
+    require("promtool")
+    pbx, _, _ = scraped
+    pbx.app("mcdset(k,v)")
+    ours = "".join(line + "\n" for line in pbx.ast.scrape().splitlines()
+                   if re.match(r"(# (HELP|TYPE) )?asterisk_memcached_", line))
+    assert "# TYPE asterisk_memcached_operation_seconds histogram" in ours
+    checked = subprocess.run(["promtool", "check", "metrics"], input=ours, capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
+    rules = subprocess.run(["promtool", "check", "rules",
+                            os.path.join(HERE, "..", "..", "doc", "prometheus-alerts.yml")],
+                           capture_output=True, text=True)
+    assert rules.returncode == 0 and "SUCCESS: 4 rules found" in rules.stdout, rules.stdout + rules.stderr
+
+
+def test_modules_unload_and_load_under_scrapes(scraped, figures):
+    pbx, _, _ = scraped
+    ast = pbx.ast
+    stop = threading.Event()
+    scrapes = {"served": 0, "not served": 0}
+
+    def scrape_all_the_time():
+        while not stop.is_set():
+            scrapes["served" if ast.scrape() else "not served"] += 1
+
+    scraper = threading.Thread(target=scrape_all_the_time)
+    scraper.start()
+    try:
+        # res_prometheus cannot go while res_memcached_prometheus needs it.
+        ast.cli("module unload res_prometheus.so")
+        assert "Running" in ast.cli("module show like res_prometheus")
+        for command in ("module unload res_memcached_prometheus.so", "module unload res_memcached.so",
+                        "module unload res_prometheus.so", "module load res_prometheus.so",
+                        "module load res_memcached.so", "module load res_memcached_prometheus.so") * 3:
+            ast.cli(command)
+    finally:
+        stop.set()
+        scraper.join()
+    assert ast.proc.poll() is None
+    assert "asterisk_memcached_operations_total" in ast.scrape() or \
+        "asterisk_memcached_server_up" in ast.scrape()
+    assert pbx.app("mcdset(after,reloads)")[1] == "MEMCACHED_SUCCESS"
+    figures("metrics: 3 rounds of unloading and loading res_memcached_prometheus, res_memcached and "
+            "res_prometheus under %d scrapes (%d answered): Asterisk still running"
+            % (sum(scrapes.values()), scrapes["served"]))
+
+
+def test_res_memcached_loads_and_works_without_res_prometheus(start_pbx, memcached):
+    # The other tests' Asterisks load no res_prometheus at all; this one asks for the metrics
+    # module too, which must decline alone.
+    pbx = start_pbx(general("server=" + memcached.address))
+    out = pbx.ast.cli("module load res_memcached_prometheus.so")
+    assert "Running" not in pbx.ast.cli("module show like res_memcached_prometheus")
+    assert "Running" in pbx.ast.cli("module show like res_memcached.so")
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS", out
+    assert MODULES.count("res_prometheus.so") == 0
