@@ -11,13 +11,15 @@ Runs in the sandbox: a real memcached on loopback and a private Asterisk.
 - the same operations in each deployment: TCP loopback, a unix socket,
   memcached's proxy and twemproxy (two backends each), stunnel to a TLS-only
   memcached; dialplan and raw client measured in one run;
-- Asterisk's resident memory before and after BENCH_MEMORY_OPS operations.
+- Asterisk's resident memory after two bursts of BENCH_MEMORY_OPS writes, each
+  measured once Asterisk's queues drained: a leak would grow the second.
 Everything talks the text protocol, the module's default.
 Sizes: BENCH_N (rounds per single-channel loop), BENCH_REPEATS (runs of each, the
 fastest kept), BENCH_THROUGHPUT_OPS (total
 per concurrency level), BENCH_MEMORY_OPS.
 """
 
+import json
 import os
 import platform
 import re
@@ -39,6 +41,9 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 THROUGHPUT_OPS = int(os.environ.get("BENCH_THROUGHPUT_OPS", "40000"))
 MEMORY_OPS = int(os.environ.get("BENCH_MEMORY_OPS", "1000000"))
 RAW = os.path.join(HERE, "raw")
+# Where the figures go as JSON, for bench/charts.py.
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results.json"))
+results = {"cost": [], "throughput": [], "deployments": [], "memory": {}}
 
 VARIANTS = [  # label, dialplan extension, raw libmemcached op
     ("loop floor: Set(GLOBAL(x)=v)", "1", None),
@@ -155,6 +160,9 @@ def deployments(ast, tcp):
                     best[exten] = min(best.get(exten, 1e9), (end - start) / N * 1e6)
                     count, seconds = raw(server, op, N, 1)
                     best_raw[op] = min(best_raw.get(op, 1e9), seconds / count * 1e6)
+            results["deployments"].append({"deployment": label, "ops": [
+                {"operation": op_label, "dialplan_us": best[exten], "raw_us": best_raw[op]}
+                for op_label, exten, op in DEPLOYMENT_OPS]})
             print("%-34s" % label + "".join("%20s" % ("%.1f / %.1f" % (best[exten], best_raw[op]))
                                             for _, exten, op in DEPLOYMENT_OPS))
     finally:
@@ -162,6 +170,19 @@ def deployments(ast, tcp):
             server.stop()
         ast.write_memcached_conf("[general]\nserver=%s\npool_size=300\npool_wait=5\n" % tcp.address)
         ast.cli("module reload res_memcached")
+
+
+def settle(ast, limit=60):
+    """Asterisk's resident memory once its queues drained: the RSS after it stopped falling."""
+    last = rss_kib(ast.proc.pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = rss_kib(ast.proc.pid)
+        if now >= last:
+            return now
+        last = now
+    return last
 
 
 def rss_kib(pid):
@@ -206,6 +227,8 @@ def main():
             if op:
                 raw_us = raw_costs[op]
                 extra = dialplan - floor - raw_us
+                results["cost"].append({"operation": label, "dialplan_us": dialplan, "floor_us": floor,
+                                        "raw_us": raw_us, "extra_us": extra})
                 print("%-30s %10.1f %11.1f %10.1f %13.1f %9.0f%%" % (
                     label, dialplan, raw_us, inside[exten], extra, 100 * extra / raw_us))
             else:
@@ -227,6 +250,8 @@ def main():
               % (int(client.get("bench_noreply_counter") or 0), N * REPEATS))
         client.close()
         print()
+        deployments(ast, server)
+        print()
         print("Throughput, MCD read loops on N channels vs N raw get threads, and the dialplan's"
               " own loop (Set(V=v)) on N channels (%d operations per level)" % THROUGHPUT_OPS)
         print("%-12s %16s %16s %8s %18s" % ("concurrency", "dialplan ops/s", "raw ops/s", "ratio",
@@ -240,19 +265,25 @@ def main():
                 rates.append(level * rounds / wall)
             count, seconds = raw(server, "get", rounds, level)
             raw_rate = count / seconds
+            results["throughput"].append({"channels": level, "dialplan_ops": rates[0], "raw_ops": raw_rate,
+                                          "floor_ops": rates[1]})
             print("%-12d %16.0f %16.0f %7.0f%% %18.0f" % (level, rates[0], raw_rate,
                                                           100 * rates[0] / raw_rate, rates[1]))
         print()
-        deployments(ast, server)
-        print()
-        before = rss_kib(ast.proc.pid)
         print("Asterisk resident memory: %d KiB after start, %d KiB after the runs above"
-              % (started_rss, before))
+              % (started_rss, rss_kib(ast.proc.pid)))
+        # A burst of dialplan backs up Asterisk's CDR queue (stasis/m:cdr:aggregator) by
+        # hundreds of thousands of messages, which drain in seconds into arenas glibc keeps:
+        # so two equal bursts, each measured once settled; a leak grows the second.
         per_channel = MEMORY_OPS // 8
-        run_channels(ast, "2", 8, per_channel)
-        after = rss_kib(ast.proc.pid)
-        print("Asterisk resident memory: %d KiB before, %d KiB after %d more MCD writes "
-              "on 8 channels (%+d KiB)" % (before, after, per_channel * 8, after - before))
+        settled = []
+        for _ in range(2):
+            run_channels(ast, "2", 8, per_channel)
+            settled.append(settle(ast))
+        results["memory"] = {"writes": per_channel * 8, "first_kib": settled[0], "second_kib": settled[1]}
+        print("Asterisk resident memory, settled: %d KiB after %d MCD writes on 8 channels, %d KiB "
+              "after %d more (%+d KiB)" % (settled[0], per_channel * 8, settled[1], per_channel * 8,
+                                          settled[1] - settled[0]))
     finally:
         ast.stop()
         server.stop()
@@ -261,3 +292,6 @@ def main():
 if __name__ == "__main__":
     sys.stdout.reconfigure(line_buffering=True)
     main()
+    with open(RESULTS, "w") as f:
+        json.dump(results, f, indent=1)
+    print("\nfigures written to %s (bench/charts.py draws them)" % RESULTS)
