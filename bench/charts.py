@@ -29,14 +29,14 @@ def cost(results, folder):
     floor = [r["floor_us"] for r in rows]
     raw = [r["raw_us"] for r in rows]
     extra = [max(r["extra_us"], 0) for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.4))
     ax.barh(labels, floor, label="dialplan loop floor", color="#bbbbbb")
     ax.barh(labels, raw, left=floor, label="raw client round trip", color="#4c72b0")
     ax.barh(labels, extra, left=[f + r for f, r in zip(floor, raw)], label="module extra", color="#dd8452")
     ax.set_xlabel("microseconds per operation, one channel (fastest run)")
     ax.set_title("What an operation costs in the dialplan")
     ax.invert_yaxis()
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "cost.png"), dpi=100)
 

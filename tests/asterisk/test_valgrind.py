@@ -1,5 +1,6 @@
 """The module inside a real Asterisk under valgrind: a short load with a
-reload, misses, bad input and a dead server's failures, then a clean stop.
+reload, misses, bad input and a dead server's failures, group members and a
+lock with the tick running, then a clean stop.
 After the module is unloaded, no valgrind report (invalid access,
 uninitialised value, memory lost) may have a frame in its sources. Memory
 Asterisk itself still holds at exit ("still reachable") is Asterisk's."""
@@ -36,7 +37,7 @@ def reports(log_text):
 def test_no_valgrind_report_points_into_the_module(memcached, figures):
     log = tempfile.mktemp(prefix="valgrind-", suffix=".log")
     ast = Asterisk(read_file("extensions.conf"),
-                   general("server=" + memcached.address),
+                   general("server=" + memcached.address, "group_lease=2"),
                    wrapper=["valgrind", "--leak-check=full", "--show-leak-kinds=all",
                             "--keep-debuginfo=yes", "--num-callers=40", "--fullpath-after=", "--log-file=" + log],
                    boot_limit=300)
@@ -51,6 +52,20 @@ def test_no_valgrind_report_points_into_the_module(memcached, figures):
         ast.cli("module reload res_memcached")
         ast.wait_for(lambda: client.get("load_done") == b"10", limit=300)
         assert client.get("load_failures") == b"0"
+        # Groups and locks: members that hang up, a lock taken and released, ticks under way.
+        client.set("group_results", b"")
+        for name, value in (("GROUP", "vg"), ("GROUP_CATEGORY", "cat"), ("GROUP_LIMIT", "2"),
+                            ("LOCK_NAME", "vg_lock"), ("LOCK_TTL", "30"), ("LOCK_HOLD", "1")):
+            ast.cli("dialplan set global %s %s" % (name, value))
+        for _ in range(3):
+            ast.cli("channel originate Local/member@tests application Wait 600")
+        ast.cli("channel originate Local/holder-vg@tests application Wait 0")
+        ast.wait_for(lambda: len((client.get("group_results") or b"").split()) == 3, limit=300)
+        ast.wait_for(lambda: ast.global_var("HOLDER_vg") == "1,1,MEMCACHED_SUCCESS", limit=300)
+        assert ast.eval("MCDGROUP_COUNT(vg@cat)") == "2"
+        ast.cli("memcached show groups")
+        ast.cli("channel request hangup all")
+        ast.wait_for(lambda: ast.eval("MCDGROUP_COUNT(vg@cat)") == "0", limit=300)
         # Misses, refusals and a dead second server's failures go through their paths too.
         ast.write_memcached_conf(general("server=" + memcached.address,
                                          "server=127.0.0.1:%d" % free_port()))
