@@ -1,9 +1,10 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * client_private: what client.c and mget.c share, and nothing outside the
- * client uses: the client's insides, taking a pooled connection, building a
- * wire key, and the health of each server.
+ * client_private: what the core's units that talk to memcached share (client,
+ * operations, mget, coord, groups, locks), and nothing outside the core uses:
+ * the client's insides, calls on a pooled connection, wire keys, counter
+ * steps, and the health of each server.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.

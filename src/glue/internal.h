@@ -10,6 +10,7 @@
  *   manager.c   the Memcached* manager (AMI) actions
  *   coordination.c  MCDGROUP, MCDGROUP_COUNT, MCDLOCK, MCDTRYLOCK, MCDUNLOCK, the channel
  *               datastore that ends memberships and locks, the tick thread
+ *   metrics.c   the snapshot res_memcached_prometheus renders (see metrics.h)
  * Every name here starts with mcd_: a module's global symbols can meet
  * another module's in Asterisk's process.
  *
