@@ -313,12 +313,17 @@ mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *ou
 	return MEMCACHED_BAD_KEY_PROVIDED;
 }
 
-static long now_monotonic(void)
+long mcd_monotonic_s(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long) ts.tv_sec;
+}
+
+struct mcd_pool *mcd_counter_pool(struct mcd_client *client)
+{
+	return client->counters.pool ? &client->counters : &client->main;
 }
 
 memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc)
@@ -429,7 +434,7 @@ void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 		if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
 			/* libmemcached rests a server only after connect failures, and only in the
 			 * one handle that saw them: a hung server would cost every call a timeout. */
-			atomic_store(&health->resting_until, now_monotonic() + client->settings.retry_timeout_s);
+			atomic_store(&health->resting_until, mcd_monotonic_s() + client->settings.retry_timeout_s);
 			probe_protocol(client, server);
 		}
 		break;
@@ -444,8 +449,11 @@ void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 
 bool mcd_server_resting(struct mcd_client *client, uint32_t server)
 {
-	return server < MCD_MAX_SERVERS
-		&& atomic_load(&client->health[server].resting_until) > now_monotonic();
+	long until;
+
+	/* A server that never rested costs no clock read. */
+	return server < MCD_MAX_SERVERS && (until = atomic_load(&client->health[server].resting_until))
+		&& until > mcd_monotonic_s();
 }
 
 void mcd_server_health(struct mcd_client *client, unsigned int i, struct mcd_server_health *health)
@@ -481,14 +489,6 @@ struct report_call {
 	unsigned int count;
 };
 
-static unsigned long long stat_number(const char *value, size_t len)
-{
-	char text[32];
-
-	snprintf(text, sizeof(text), "%.*s", (int) (len < sizeof(text) ? len : sizeof(text) - 1), value);
-	return strtoull(text, NULL, 10);
-}
-
 /* One "STAT key value" line of one server's answer to "stats". */
 static memcached_return_t take_stat(const memcached_instance_st *server, const char *key, size_t key_len,
 	const char *value, size_t value_len, void *context)
@@ -506,13 +506,13 @@ static memcached_return_t take_stat(const memcached_instance_st *server, const c
 		if (IS("version")) {
 			snprintf(r->version, sizeof(r->version), "%.*s", (int) value_len, value);
 		} else if (IS("curr_items")) {
-			r->items = stat_number(value, value_len);
+			r->items = mcd_uint64_of(value, value_len);
 		} else if (IS("curr_connections")) {
-			r->connections = stat_number(value, value_len);
+			r->connections = mcd_uint64_of(value, value_len);
 		} else if (IS("get_hits")) {
-			r->hits = stat_number(value, value_len);
+			r->hits = mcd_uint64_of(value, value_len);
 		} else if (IS("get_misses")) {
-			r->misses = stat_number(value, value_len);
+			r->misses = mcd_uint64_of(value, value_len);
 		} else if (IS("proxy_conn_requests")) {
 			/* Only memcached's built-in proxy counts the requests it passes on. */
 			r->kind = MCD_KIND_MEMCACHED_PROXY;

@@ -77,11 +77,24 @@ mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
 	size_t key_len, int64_t delta, time_t expiry, uint64_t *result);
 
-/*! Read key with its version (memcached's gets): up to size - 1 bytes of the value into buf,
- * NUL-terminated, its whole length into *len and its version into *cas. MEMCACHED_NOTFOUND
- * when there is none. */
-mcd_rc mcd_gets(memcached_st *memc, const char *key, size_t key_len, char *buf, size_t size, size_t *len,
-	uint64_t *cas);
+/*! Read key (placed by master) with its version (memcached's gets): up to size - 1 bytes of
+ * the value into buf, NUL-terminated, its whole length into *len and its version into *cas.
+ * MEMCACHED_NOTFOUND when there is none. */
+mcd_rc mcd_gets(memcached_st *memc, const char *master, size_t master_len, const char *key, size_t key_len,
+	char *buf, size_t size, size_t *len, uint64_t *cas);
+
+/*! Seconds on the monotonic clock. */
+long mcd_monotonic_s(void);
+
+/*! The pool counter steps go through: the text-protocol one where calls talk binary (see
+ * struct mcd_client), else the calls' own. */
+struct mcd_pool *mcd_counter_pool(struct mcd_client *client);
+
+/*! What a write not waited for returns: MCD_SENT once it is written, else its failure. */
+static inline mcd_rc mcd_sent(mcd_rc rc)
+{
+	return rc == MEMCACHED_SUCCESS ? MCD_SENT : rc;
+}
 
 /*! A connection from pool, waiting at most pool_wait; NULL and *rc (MCD_POOL_EXHAUSTED when
  * every connection stayed busy) when there is none. Give it back with mcd_give_back. */

@@ -17,14 +17,6 @@
 #include "coord_private.h"
 #include "util.h"
 
-long mcd_monotonic_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long) ts.tv_sec;
-}
-
 bool mcd_coord_name_valid(const char *name, bool colon_allowed)
 {
 	size_t len = strlen(name);
@@ -75,9 +67,21 @@ void mcd_coord_configure(struct mcd_coord *coord, const char *node_id, long leas
 	pthread_mutex_unlock(&coord->lock);
 }
 
-const char *mcd_coord_node(const struct mcd_coord *coord)
+void mcd_coord_node(struct mcd_coord *coord, char *buf, size_t len)
 {
-	return coord->node;
+	pthread_mutex_lock(&coord->lock);
+	snprintf(buf, len, "%s", coord->node);
+	pthread_mutex_unlock(&coord->lock);
+}
+
+long mcd_coord_lease(struct mcd_coord *coord)
+{
+	long lease_s;
+
+	pthread_mutex_lock(&coord->lock);
+	lease_s = coord->lease_s;
+	pthread_mutex_unlock(&coord->lock);
+	return lease_s;
 }
 
 /* FNV-1a of "category:group": the bucket of a group in this node's table. */
@@ -165,7 +169,8 @@ mcd_rc mcd_group_key(const struct mcd_client *client, const char *category, cons
 	if (!group[0]) {
 		return MCD_ARGUMENT_NEEDED;
 	}
-	if (!mcd_coord_name_valid(category, false) || !mcd_coord_name_valid(group, true)) {
+	/* No ':' in either: the keys of two groups, or of a group and a node's count, never meet. */
+	if (!mcd_coord_name_valid(category, false) || !mcd_coord_name_valid(group, false)) {
 		return strlen(category) > MCD_NAME_MAX || strlen(group) > MCD_NAME_MAX ? MCD_KEY_TOO_LONG
 			: MEMCACHED_BAD_KEY_PROVIDED;
 	}
@@ -174,32 +179,72 @@ mcd_rc mcd_group_key(const struct mcd_client *client, const char *category, cons
 	return mcd_client_key(client, key, out, len);
 }
 
-/* The count lives half a lease: renewed every quarter, it survives one missed tick. Where
- * noreply is offered, one connection carries this node's counts in the order they were
- * made, so a later count never lands before an earlier one; else they are confirmed. */
-void mcd_publish(struct mcd_client *client, struct mcd_coord *coord, const struct local_group *g)
+mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *coord, const char *category,
+	const char *group, long members, struct mcd_publication *p)
 {
-	char master[MCD_KEY_MAX + 1], key[MCD_KEY_MAX + 1], value[24];
-	size_t master_len, key_len;
-	const int value_len = snprintf(value, sizeof(value), "%ld", g->members);
-	const time_t ttl = (time_t) (coord->lease_s / 2);
+	mcd_rc rc = mcd_group_key(client, category, group, NULL, p->master, &p->master_len);
 
-	if (mcd_group_key(client, g->category, g->group, NULL, master, &master_len) != MEMCACHED_SUCCESS
-		|| mcd_group_key(client, g->category, g->group, coord->node, key, &key_len) != MEMCACHED_SUCCESS) {
-		return;
+	if (rc == MEMCACHED_SUCCESS) {
+		rc = mcd_group_key(client, category, group, coord->node, p->key, &p->key_len);
 	}
+	p->value_len = (size_t) snprintf(p->value, sizeof(p->value), "%ld", members);
+	/* The count lives half a lease: renewed every quarter, it survives one missed tick. */
+	p->ttl = (time_t) (coord->lease_s / 2);
+	p->step_down = false;
+	return rc;
+}
+
+/* One publication on the ordered connection (its lock held), skipped while the group's server
+ * rests: a dead server would otherwise cost each write a connect_timeout. */
+static mcd_rc send_ordered(struct mcd_client *client, const struct mcd_publication *p)
+{
+	uint64_t ignored;
+	mcd_rc rc;
+
+	if (mcd_tracks_health(client) && mcd_server_resting(client,
+		memcached_generate_hash(client->ordered, p->master, p->master_len))) {
+		return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+	}
+	rc = memcached_set_by_key(client->ordered, p->master, p->master_len, p->key, p->key_len, p->value,
+		p->value_len, p->ttl, 0);
+	if (memcached_success(rc) && p->step_down) {
+		rc = memcached_decrement_by_key(client->ordered, p->master, p->master_len, p->master,
+			p->master_len, 1, &ignored);
+	}
+	return mcd_sent(memcached_success(rc) ? MEMCACHED_SUCCESS : rc);
+}
+
+static mcd_rc send_confirmed(struct mcd_client *client, const struct mcd_publication *p)
+{
+	struct mcd_call call = { .key_len = p->master_len };
+	mcd_rc rc;
+
+	memcpy(call.key, p->master, p->master_len + 1);
+	if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	return mcd_call_end(client, &call, memcached_set_by_key(call.memc, p->master, p->master_len, p->key,
+		p->key_len, p->value, p->value_len, p->ttl, 0));
+}
+
+mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
+	const struct mcd_publication *p, size_t count)
+{
+	mcd_rc rc = MEMCACHED_SUCCESS;
+
 	if (client->ordered) {
+		/* Taken before coord->lock goes: the next count of this node waits its turn. */
 		pthread_mutex_lock(&client->ordered_lock);
-		memcached_set_by_key(client->ordered, master, master_len, key, key_len, value,
-			(size_t) value_len, ttl, 0);
+		pthread_mutex_unlock(&coord->lock);
+		for (size_t i = 0; i < count; i++) {
+			rc = send_ordered(client, &p[i]);
+		}
 		pthread_mutex_unlock(&client->ordered_lock);
 	} else {
-		struct mcd_call call = { .key_len = master_len };
-
-		memcpy(call.key, master, master_len + 1);
-		if (mcd_call_begin(client, &client->main, &call) == MEMCACHED_SUCCESS) {
-			mcd_call_end(client, &call, memcached_set_by_key(call.memc, master, master_len, key,
-				key_len, value, (size_t) value_len, ttl, 0));
+		pthread_mutex_unlock(&coord->lock);
+		for (size_t i = 0; i < count; i++) {
+			rc = send_confirmed(client, &p[i]);
 		}
 	}
+	return rc;
 }

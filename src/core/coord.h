@@ -14,8 +14,9 @@
  *                                    decr it, a join over the limit takes its step back
  *   mcdgroup:CATEGORY:GROUP:NODE     what NODE knows for sure: its own members, written
  *                                    at each change and every lease/4, expiring after lease/2
- *   mcdgroup:CATEGORY:GROUP:reconcile  a short lock: one node at a time corrects the counter
- * and for the cluster: mcdnodes and mcdgroups, the node ids and groups in use.
+ *   mcdgroupfix:CATEGORY:GROUP       a short lock: one node at a time corrects the counter
+ * and for the cluster (registry.c): mcdnodes and mcdgroups, the node ids and groups in use,
+ * and mcdnode:NODE, each node's heartbeat, without which a node leaves mcdnodes.
  * mcd_coord_tick, off the call path every lease/4, compares the counter with the
  * sum of the published counts; a gap seen twice in a row (a dead node's members,
  * a counter memcached lost) is corrected with one incr or decr, which commutes
@@ -50,10 +51,14 @@ void mcd_coord_destroy(struct mcd_coord *coord);
  * ones expire. */
 void mcd_coord_configure(struct mcd_coord *coord, const char *node_id, long lease_s);
 
-/*! The node's name. */
-const char *mcd_coord_node(const struct mcd_coord *coord);
+/*! The node's name, copied into buf (a reload may rename it meanwhile). */
+void mcd_coord_node(struct mcd_coord *coord, char *buf, size_t len);
 
-/*! True when name can be a node id, a category (with colon false: none allowed) or a group. */
+/*! The node's group_lease, in seconds. */
+long mcd_coord_lease(struct mcd_coord *coord);
+
+/*! True when name can be a node id or lock name (colon_allowed), or a category or a group
+ * (no ':': it separates them in keys and lists). */
 bool mcd_coord_name_valid(const char *name, bool colon_allowed);
 
 /*!

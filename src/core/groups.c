@@ -16,48 +16,62 @@
 #include "coord_private.h"
 #include "util.h"
 
-/* The most nodes whose counts are read for a group: more are left out. */
+/* The most nodes whose counts are read for a group: with more, the tick corrects nothing. */
 #define MAX_NODES 64
-/* Room for the cluster's lists of nodes and of groups, as read back. */
-#define REGISTRY_MAX (256 * 1024)
 /* Ticks in a row a group must be empty everywhere before it leaves the list. */
 #define EMPTY_TICKS 2
+
+/* Step group's counter (master) by delta, confirmed, on the pool counter steps go through. */
+static mcd_rc step_counter(struct mcd_client *client, const char *master, size_t master_len, int64_t delta,
+	uint64_t *members)
+{
+	struct mcd_call call = { .key_len = master_len };
+	mcd_rc rc;
+
+	memcpy(call.key, master, master_len + 1);
+	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	return mcd_call_end(client, &call, mcd_counter_step(call.memc, master, master_len, master, master_len,
+		delta, 0, members));
+}
 
 /* --- joining, leaving, counting --- */
 
 static mcd_rc join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, uint64_t limit)
 {
-	struct mcd_call call;
-	char own[MCD_KEY_MAX + 1];
-	size_t own_len;
-	uint64_t members = 0, ignored;
+	struct mcd_publication p;
 	struct local_group *g;
-	mcd_rc rc = mcd_group_key(client, category, group, NULL, call.key, &call.key_len);
+	uint64_t members = 0, ignored;
+	mcd_rc rc;
 
-	/* The longest key of the group, this node's count, must fit too. */
-	if (rc != MEMCACHED_SUCCESS
-		|| (rc = mcd_group_key(client, category, group, coord->node, own, &own_len)) != MEMCACHED_SUCCESS
-		|| (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
-		return rc;
-	}
-	/* The counter decides: racing joins get distinct values, those past the limit step back. */
-	rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, 1, 0, &members);
-	if (rc == MEMCACHED_SUCCESS && limit && members > limit) {
-		mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, -1, 0, &ignored);
-		rc = MCD_GROUP_FULL;
-	}
-	mcd_call_end(client, &call, rc);
+	/* Prepared first: it checks every key of the group, this node's count included. */
+	pthread_mutex_lock(&coord->lock);
+	rc = mcd_publication(client, coord, category, group, 0, &p);
+	pthread_mutex_unlock(&coord->lock);
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	pthread_mutex_lock(&coord->lock);
-	if ((g = mcd_local_group(coord, category, group, true))) {
-		g->members++;
-		mcd_publish(client, coord, g);
+	/* The counter decides: racing joins get distinct values, those past the limit step back. */
+	if ((rc = step_counter(client, p.master, p.master_len, 1, &members)) != MEMCACHED_SUCCESS) {
+		return rc;
 	}
-	pthread_mutex_unlock(&coord->lock);
-	return g ? MEMCACHED_SUCCESS : MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	if (limit && members > limit) {
+		step_counter(client, p.master, p.master_len, -1, &ignored);
+		return MCD_GROUP_FULL;
+	}
+	pthread_mutex_lock(&coord->lock);
+	if (!(g = mcd_local_group(coord, category, group, true))) {
+		pthread_mutex_unlock(&coord->lock);
+		step_counter(client, p.master, p.master_len, -1, &ignored);
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	g->members++;
+	mcd_publication(client, coord, category, group, g->members, &p);
+	/* Its failure is the tick's to mend: the join itself is counted. */
+	mcd_publish_unlock(client, coord, &p, 1);
+	return MEMCACHED_SUCCESS;
 }
 
 mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
@@ -72,47 +86,29 @@ mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const 
 static mcd_rc leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, bool noreply)
 {
-	char master[MCD_KEY_MAX + 1];
-	size_t master_len;
-	uint64_t ignored;
+	struct mcd_publication p;
 	struct local_group *g;
-	bool member = false;
-	mcd_rc rc = mcd_group_key(client, category, group, NULL, master, &master_len);
+	uint64_t ignored;
+	mcd_rc rc;
 
-	if (rc != MEMCACHED_SUCCESS) {
+	pthread_mutex_lock(&coord->lock);
+	if ((rc = mcd_publication(client, coord, category, group, 0, &p)) != MEMCACHED_SUCCESS
+		|| !(g = mcd_local_group(coord, category, group, false)) || g->members <= 0) {
+		pthread_mutex_unlock(&coord->lock);
+		return rc != MEMCACHED_SUCCESS ? rc : MEMCACHED_NOTFOUND;
+	}
+	g->members--;
+	mcd_publication(client, coord, category, group, g->members, &p);
+	/* On a hangup, the counter's step goes after the count on the same connection: nothing
+	 * to wait for. */
+	p.step_down = noreply && client->ordered;
+	rc = mcd_publish_unlock(client, coord, &p, 1);
+	if (p.step_down) {
 		return rc;
 	}
-	noreply = noreply && client->ordered;
-	pthread_mutex_lock(&coord->lock);
-	if ((g = mcd_local_group(coord, category, group, false)) && g->members > 0) {
-		member = true;
-		g->members--;
-		mcd_publish(client, coord, g);
-		if (noreply) {
-			/* After the count, on the same connection: nothing to wait for on a hangup. */
-			pthread_mutex_lock(&client->ordered_lock);
-			rc = memcached_decrement_by_key(client->ordered, master, master_len, master, master_len, 1,
-				&ignored);
-			pthread_mutex_unlock(&client->ordered_lock);
-			rc = memcached_success(rc) ? MCD_SENT : rc;
-		}
-	}
-	pthread_mutex_unlock(&coord->lock);
-	if (!member) {
-		return MEMCACHED_NOTFOUND;
-	}
-	if (!noreply) {
-		/* Confirmed: the channel that leaves (to join another group, say) and then counts
-		 * sees its own leave. */
-		struct mcd_call call = { .key_len = master_len };
-
-		memcpy(call.key, master, master_len + 1);
-		if ((rc = mcd_call_begin(client, &client->main, &call)) == MEMCACHED_SUCCESS) {
-			rc = mcd_call_end(client, &call, mcd_counter_step(call.memc, master, master_len, master,
-				master_len, -1, 0, &ignored));
-		}
-	}
-	return rc;
+	/* Confirmed: the channel that leaves (to join another group, say) and then counts sees
+	 * its own leave. */
+	return step_counter(client, p.master, p.master_len, -1, &ignored);
 }
 
 mcd_rc mcd_group_leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
@@ -133,17 +129,6 @@ mcd_rc mcd_group_leave_noreply(struct mcd_client *client, struct mcd_coord *coor
 		leave(client, coord, category, group, true));
 }
 
-/* A whole number as memcached holds it (value, len): 0 when it is not one. */
-static uint64_t number(const char *value, size_t len)
-{
-	char digits[24];
-	uint64_t n = 0;
-
-	snprintf(digits, sizeof(digits), "%.*s", (int) (len < sizeof(digits) ? len : sizeof(digits) - 1), value);
-	mcd_parse_uint64(digits, &n);
-	return n;
-}
-
 mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const char *group,
 	uint64_t *count)
 {
@@ -159,7 +144,7 @@ mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const ch
 		char *text = memcached_get(call.memc, call.key, call.key_len, &len, &flags, &got);
 
 		if (text) {
-			*count = number(text, len);
+			*count = mcd_uint64_of(text, len);
 			free(text);
 		}
 		/* No counter: nobody is in the group. */
@@ -168,157 +153,54 @@ mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const ch
 	return mcd_stats_record(client->stats, MCD_OP_GROUP, started, rc);
 }
 
-/* --- the cluster's lists: mcdnodes (node ids) and mcdgroups ("category:group") --- */
-
-/* True when the space-separated list holds word. */
-static bool listed(const char *list, const char *word)
-{
-	size_t len = strlen(word);
-
-	for (const char *p = list; (p = strstr(p, word)); p += len) {
-		if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0')) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Read the list named name into buf (REGISTRY_MAX); *cas is its version, 0 when missing. */
-static mcd_rc read_list(struct mcd_client *client, const char *name, char *buf, uint64_t *cas)
-{
-	struct mcd_call call;
-	size_t len;
-	mcd_rc rc = mcd_client_key(client, name, call.key, &call.key_len);
-
-	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
-		buf[0] = '\0';
-		*cas = 0;
-		return rc;
-	}
-	rc = mcd_gets(call.memc, call.key, call.key_len, buf, REGISTRY_MAX, &len, cas);
-	return mcd_call_end(client, &call, rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc);
-}
-
-/* Call visit for each word of the space-separated list, as a string of its own. */
-static void each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg)
-{
-	for (const char *p = list; *p; ) {
-		char word[2 * MCD_NAME_MAX + 2];
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len && len < sizeof(word)) {
-			memcpy(word, p, len);
-			word[len] = '\0';
-			visit(word, arg);
-		}
-		p += len;
-	}
-}
-
-/* Append the words (" a b c") to the list named name, making it if there is none. */
-static void enlist(struct mcd_client *client, const char *name, const char *words)
-{
-	struct mcd_call call;
-
-	if (!words[0] || mcd_client_key(client, name, call.key, &call.key_len) != MEMCACHED_SUCCESS
-		|| mcd_call_begin(client, &client->main, &call) != MEMCACHED_SUCCESS) {
-		return;
-	}
-	if (memcached_append(call.memc, call.key, call.key_len, words, strlen(words), 0, 0) == MEMCACHED_NOTSTORED) {
-		memcached_add(call.memc, call.key, call.key_len, words, strlen(words), 0, 0);
-	}
-	mcd_call_end(client, &call, MEMCACHED_SUCCESS);
-}
-
-struct kept_words {
-	const char *dropped;         /* the words to leave out */
-	char *kept;                  /* REGISTRY_MAX */
-	size_t used;
-};
-
-static void keep_word(const char *word, void *arg)
-{
-	struct kept_words *k = arg;
-
-	if (!listed(k->dropped, word) && k->used + strlen(word) + 2 < REGISTRY_MAX) {
-		k->used += (size_t) snprintf(k->kept + k->used, REGISTRY_MAX - k->used, " %s", word);
-	}
-}
-
-/* Take the words (" a b") out of the list named name as read at version cas, unless it
- * changed since: a group added meanwhile stays, and the next tick tries again. */
-static void unlist(struct mcd_client *client, const char *name, const char *list, uint64_t cas,
-	const char *words)
-{
-	struct mcd_call call;
-	struct kept_words k = { .dropped = words, .kept = malloc(REGISTRY_MAX) };
-
-	if (!k.kept || !cas || mcd_client_key(client, name, call.key, &call.key_len) != MEMCACHED_SUCCESS) {
-		free(k.kept);
-		return;
-	}
-	k.kept[0] = '\0';
-	each_word(list, keep_word, &k);
-	if (mcd_call_begin(client, &client->main, &call) == MEMCACHED_SUCCESS) {
-		mcd_call_end(client, &call, memcached_cas(call.memc, call.key, call.key_len, k.kept, k.used, 0, 0,
-			cas));
-	}
-	free(k.kept);
-}
-
-struct listed_visit {
-	void (*visit)(const char *category, const char *group, void *arg);
-	void *arg;
-};
-
-static void visit_entry(const char *word, void *arg)
-{
-	const struct listed_visit *v = arg;
-	char entry[2 * MCD_NAME_MAX + 2], *colon;
-
-	snprintf(entry, sizeof(entry), "%s", word);
-	if ((colon = strchr(entry, ':'))) {
-		*colon = '\0';
-		v->visit(entry, colon + 1, v->arg);
-	}
-}
-
-/* Call visit for each "category:group" of the list. */
-static void each_listed(const char *groups, void (*visit)(const char *category, const char *group,
-	void *arg), void *arg)
-{
-	struct listed_visit v = { .visit = visit, .arg = arg };
-
-	each_word(groups, visit_entry, &v);
-}
-
 /* --- a group as memcached holds it: its counter and the counts the nodes published --- */
 
 struct group_state {
 	uint64_t counter;            /* 0 when missing */
 	long others;                 /* the sum of the other nodes' published counts */
 	long own;                    /* this node's count as published, -1 when missing */
+	bool partial;                /* more nodes are listed than were read */
 };
 
 struct group_keys {
-	char keys[MAX_NODES + 1][MCD_KEY_MAX + 1];
-	const char *key_ptrs[MAX_NODES + 1];
-	size_t lens[MAX_NODES + 1];
+	char keys[MAX_NODES + 2][MCD_KEY_MAX + 1];
+	const char *key_ptrs[MAX_NODES + 2];
+	size_t lens[MAX_NODES + 2];
 	size_t count;
+	bool partial;
 	struct mcd_client *client;   /* for add_node_key */
 	const char *category, *group, *node;
 };
 
-/* Add node's published count of the group to the keys to read (this node's is added first). */
+/* Add node's published count of the group to the keys to read (this node's is there already). */
 static void add_node_key(const char *node, void *arg)
 {
 	struct group_keys *k = arg;
 
-	if (k->count <= MAX_NODES && strcmp(node, k->node) && mcd_group_key(k->client, k->category, k->group,
-		node, k->keys[k->count], &k->lens[k->count]) == MEMCACHED_SUCCESS) {
+	if (!strcmp(node, k->node)) {
+		return;
+	}
+	if (k->count >= MAX_NODES + 1) {
+		k->partial = true;
+	} else if (mcd_group_key(k->client, k->category, k->group, node, k->keys[k->count], &k->lens[k->count])
+		== MEMCACHED_SUCCESS) {
 		k->count++;
+	}
+}
+
+/* Sort one fetched item into state: the counter (keys[0]), this node's count (keys[1]) or another's. */
+static void take_item(const struct group_keys *k, memcached_result_st *result, struct group_state *state)
+{
+	const char *key = memcached_result_key_value(result);
+	size_t key_len = memcached_result_key_length(result);
+	uint64_t value = mcd_uint64_of(memcached_result_value(result), memcached_result_length(result));
+
+	if (key_len == k->lens[0] && !memcmp(key, k->keys[0], key_len)) {
+		state->counter = value;
+	} else if (key_len == k->lens[1] && !memcmp(key, k->keys[1], key_len)) {
+		state->own = (long) value;
+	} else {
+		state->others += (long) value;
 	}
 }
 
@@ -326,34 +208,32 @@ static void add_node_key(const char *node, void *arg)
 static mcd_rc read_group(struct mcd_client *client, const char *node, const char *category,
 	const char *group, const char *nodes, struct group_state *state)
 {
-	struct group_keys *k = malloc(sizeof(*k));
+	struct group_keys *k = calloc(1, sizeof(*k));
 	struct mcd_call call;
 	memcached_result_st result;
 	memcached_return_t fetched = MEMCACHED_END;
-	char own[MCD_KEY_MAX + 1];
-	size_t own_len = 0;
-	mcd_rc rc = k ? mcd_group_key(client, category, group, NULL, call.key, &call.key_len)
-		: MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	mcd_rc rc;
 
 	*state = (struct group_state) { .own = -1 };
-	if (rc != MEMCACHED_SUCCESS
-		|| (rc = mcd_group_key(client, category, group, node, own, &own_len)) != MEMCACHED_SUCCESS) {
+	if (!k) {
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	if ((rc = mcd_group_key(client, category, group, NULL, k->keys[0], &k->lens[0])) != MEMCACHED_SUCCESS
+		|| (rc = mcd_group_key(client, category, group, node, k->keys[1], &k->lens[1])) != MEMCACHED_SUCCESS) {
 		free(k);
 		return rc;
 	}
-	memcpy(k->keys[0], call.key, call.key_len + 1);
-	k->lens[0] = call.key_len;
-	k->count = 1;
-	memcpy(k->keys[k->count], own, own_len + 1);
-	k->lens[k->count++] = own_len;
+	k->count = 2;
 	k->client = client;
 	k->category = category;
 	k->group = group;
 	k->node = node;
-	each_word(nodes, add_node_key, k);
+	mcd_each_word(nodes, add_node_key, k);
 	for (size_t i = 0; i < k->count; i++) {
 		k->key_ptrs[i] = k->keys[i];
 	}
+	call.key_len = k->lens[0];
+	memcpy(call.key, k->keys[0], k->lens[0] + 1);
 	if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		free(k);
 		return rc;
@@ -361,45 +241,36 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 	rc = memcached_mget_by_key(call.memc, call.key, call.key_len, k->key_ptrs, k->lens, k->count);
 	if (memcached_success(rc) && memcached_result_create(call.memc, &result)) {
 		while (memcached_fetch_result(call.memc, &result, &fetched)) {
-			const char *key = memcached_result_key_value(&result);
-			size_t key_len = memcached_result_key_length(&result);
-			uint64_t value = number(memcached_result_value(&result), memcached_result_length(&result));
-
-			if (key_len == call.key_len && !memcmp(key, call.key, key_len)) {
-				state->counter = value;
-			} else if (key_len == own_len && !memcmp(key, own, key_len)) {
-				state->own = (long) value;
-			} else {
-				state->others += (long) value;
-			}
+			take_item(k, &result, state);
 		}
 		memcached_result_free(&result);
 		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
 	}
+	state->partial = k->partial;
 	free(k);
 	return mcd_call_end(client, &call, rc);
 }
-
 /* Step group's counter by -gap, unless another node does it this tick. True when done. */
 static bool correct(struct mcd_client *client, struct mcd_coord *coord, const char *node,
 	const char *category, const char *group, long gap)
 {
 	struct mcd_call call;
-	char guard[MCD_KEY_MAX + 1];
+	char name[2 * MCD_NAME_MAX + 16], guard[MCD_KEY_MAX + 1];
 	size_t guard_len;
 	uint64_t ignored;
-	const time_t guard_ttl = (time_t) (coord->lease_s / 4 > 0 ? coord->lease_s / 4 : 1);
+	const long lease_s = mcd_coord_lease(coord);
 	bool done = false;
 	mcd_rc rc;
 
+	snprintf(name, sizeof(name), "mcdgroupfix:%s:%s", category, group);
 	if (mcd_group_key(client, category, group, NULL, call.key, &call.key_len) != MEMCACHED_SUCCESS
-		|| mcd_group_key(client, category, group, "reconcile", guard, &guard_len) != MEMCACHED_SUCCESS
-		|| mcd_call_begin(client, &client->main, &call) != MEMCACHED_SUCCESS) {
+		|| mcd_client_key(client, name, guard, &guard_len) != MEMCACHED_SUCCESS
+		|| mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
 		return false;
 	}
-	/* One corrector per tick: the guard lives a quarter of a lease. */
+	/* One corrector per tick: the guard, beside the counter, lives a quarter of a lease. */
 	rc = memcached_add_by_key(call.memc, call.key, call.key_len, guard, guard_len, node, strlen(node),
-		guard_ttl, 0);
+		(time_t) (lease_s / 4 > 0 ? lease_s / 4 : 1), 0);
 	if (rc == MEMCACHED_SUCCESS) {
 		/* A step, not a set: the joins and leaves under way are kept. */
 		rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, -gap, 0, &ignored);
@@ -417,20 +288,35 @@ struct tick {
 	struct mcd_client *client;
 	struct mcd_coord *coord;
 	char node[MCD_NAME_MAX + 1];
-	const char *nodes;
-	const char *groups;
+	const struct mcd_registry *registry;
 	char *missing;               /* " cat:group ..." of this node's groups not listed */
 	char *empty;                 /* " cat:group ..." empty everywhere for EMPTY_TICKS ticks */
+	unsigned long number;        /* this tick's, in coord->ticks */
 	unsigned int corrected;
 };
 
-/* Append " category:group" to words (REGISTRY_MAX), if it fits. */
+/* Append " category:group" to words (MCD_REGISTRY_MAX), if it fits. */
 static void add_word(char *words, const char *category, const char *group)
 {
 	size_t used = strlen(words);
 
-	if (used + strlen(category) + strlen(group) + 3 < REGISTRY_MAX) {
-		snprintf(words + used, REGISTRY_MAX - used, " %s:%s", category, group);
+	if (used + strlen(category) + strlen(group) + 3 < MCD_REGISTRY_MAX) {
+		snprintf(words + used, MCD_REGISTRY_MAX - used, " %s:%s", category, group);
+	}
+}
+
+/* Append to words this node's groups with members that the list groups lacks (coord locked). */
+static void add_unlisted(struct mcd_coord *coord, const char *groups, char *words)
+{
+	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
+		for (struct local_group *g = coord->groups[b]; g; g = g->next) {
+			char entry[2 * MCD_NAME_MAX + 2];
+
+			snprintf(entry, sizeof(entry), "%s:%s", g->category, g->group);
+			if (g->members > 0 && !mcd_listed(groups, entry)) {
+				add_word(words, g->category, g->group);
+			}
+		}
 	}
 }
 
@@ -438,95 +324,97 @@ static void reconcile(const char *category, const char *group, void *arg)
 {
 	struct tick *t = arg;
 	struct group_state state;
+	struct mcd_publication p;
 	struct local_group *g;
 	long gap;
-	bool again;
+	bool again, stale;
 
-	if (read_group(t->client, t->node, category, group, t->nodes, &state) != MEMCACHED_SUCCESS) {
+	if (read_group(t->client, t->node, category, group, t->registry->nodes, &state) != MEMCACHED_SUCCESS) {
 		return;
 	}
 	pthread_mutex_lock(&t->coord->lock);
-	if (!(g = mcd_local_group(t->coord, category, group, true))) {
+	/* Once a tick, though two nodes that listed it at once listed it twice. */
+	if (!(g = mcd_local_group(t->coord, category, group, true)) || g->seen_tick == t->number) {
 		pthread_mutex_unlock(&t->coord->lock);
 		return;
 	}
-	/* This node's count is what it knows, whatever memcached holds (lost, or kept from an
-	 * earlier life of the same node): put it right where it differs. */
-	if (state.own != g->members && (state.own >= 0 || g->members > 0)) {
-		mcd_publish(t->client, t->coord, g);
-	}
+	g->seen_tick = t->number;
+	/* This node's count is what it knows. Counts above 0 were refreshed this tick; a count
+	 * memcached still holds of a group this node has left (a lost write, an earlier life
+	 * of the node) goes to 0. */
+	stale = g->members == 0 && state.own > 0;
 	gap = (long) state.counter - (state.others + g->members);
-	again = g->gap_seen && g->gap == gap;
+	again = g->gap && g->gap == gap;
 	g->gap = gap;
-	g->gap_seen = gap != 0;
 	g->empty_ticks = !state.counter && !state.others && !g->members ? g->empty_ticks + 1 : 0;
 	if (g->empty_ticks >= EMPTY_TICKS) {
 		add_word(t->empty, category, group);
 		mcd_local_forget(t->coord, category, group);
 	}
-	pthread_mutex_unlock(&t->coord->lock);
+	if (stale && mcd_publication(t->client, t->coord, category, group, 0, &p) == MEMCACHED_SUCCESS) {
+		mcd_publish_unlock(t->client, t->coord, &p, 1);
+	} else {
+		pthread_mutex_unlock(&t->coord->lock);
+	}
 	/* A gap that stayed the same for a whole tick is no join or leave under way: the members
-	 * of a node gone, or a counter memcached lost. */
-	if (gap != 0 && again && correct(t->client, t->coord, t->node, category, group, gap)) {
+	 * of a node gone, or a counter memcached lost. With nodes left unread, the sum is not
+	 * known: nothing is corrected. */
+	if (again && !state.partial && correct(t->client, t->coord, t->node, category, group, gap)) {
 		t->corrected++;
 		pthread_mutex_lock(&t->coord->lock);
 		if ((g = mcd_local_group(t->coord, category, group, false))) {
-			g->gap_seen = false;
+			g->gap = 0;
 		}
 		pthread_mutex_unlock(&t->coord->lock);
 	}
 }
 
-/* Refresh this node's counts of the groups it has members in, and note the unlisted ones. */
+/* Publish this node's counts of the groups it has members in, and note the unlisted ones. */
 static void refresh(struct tick *t)
 {
+	struct mcd_publication *p = NULL;
+	size_t room = 0, count = 0;
+
 	pthread_mutex_lock(&t->coord->lock);
+	t->number = ++t->coord->ticks;
 	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
 		for (struct local_group *g = t->coord->groups[b]; g; g = g->next) {
-			char entry[2 * MCD_NAME_MAX + 2];
-
-			if (g->members <= 0) {
-				continue;
-			}
-			mcd_publish(t->client, t->coord, g);
-			snprintf(entry, sizeof(entry), "%s:%s", g->category, g->group);
-			if (!listed(t->groups, entry)) {
-				add_word(t->missing, g->category, g->group);
+			room += g->members > 0;
+		}
+	}
+	if (room && (p = calloc(room, sizeof(*p)))) {
+		for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
+			for (struct local_group *g = t->coord->groups[b]; g; g = g->next) {
+				if (g->members > 0 && mcd_publication(t->client, t->coord, g->category, g->group,
+					g->members, &p[count]) == MEMCACHED_SUCCESS) {
+					count++;
+				}
 			}
 		}
 	}
-	pthread_mutex_unlock(&t->coord->lock);
+	add_unlisted(t->coord, t->registry->groups, t->missing);
+	mcd_publish_unlock(t->client, t->coord, p, count);
+	free(p);
 }
 
 unsigned int mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord)
 {
-	char *nodes = malloc(REGISTRY_MAX), *groups = malloc(REGISTRY_MAX);
-	char *missing = malloc(REGISTRY_MAX), *empty = malloc(REGISTRY_MAX);
-	struct tick t = { .client = client, .coord = coord, .nodes = nodes, .groups = groups,
-		.missing = missing, .empty = empty };
-	uint64_t nodes_cas, groups_cas;
+	struct mcd_registry registry = { 0 };
+	char *missing = malloc(MCD_REGISTRY_MAX), *empty = malloc(MCD_REGISTRY_MAX);
+	struct tick t = { .client = client, .coord = coord, .registry = &registry, .missing = missing,
+		.empty = empty };
 
-	if (nodes && groups && missing && empty && read_list(client, "mcdnodes", nodes, &nodes_cas) == MEMCACHED_SUCCESS
-		&& read_list(client, "mcdgroups", groups, &groups_cas) == MEMCACHED_SUCCESS) {
-		char own[MCD_NAME_MAX + 3];
-
+	if (missing && empty && mcd_registry_read(client, &registry) == MEMCACHED_SUCCESS) {
 		missing[0] = empty[0] = '\0';
-		pthread_mutex_lock(&coord->lock);
-		snprintf(t.node, sizeof(t.node), "%s", coord->node);
-		pthread_mutex_unlock(&coord->lock);
-		if (!listed(nodes, t.node)) {
-			snprintf(own, sizeof(own), " %s", t.node);
-			enlist(client, "mcdnodes", own);
-		}
+		mcd_coord_node(coord, t.node, sizeof(t.node));
+		mcd_registry_keep(client, coord, &registry);
 		refresh(&t);
-		enlist(client, "mcdgroups", missing);
-		each_listed(groups, reconcile, &t);
-		if (empty[0]) {
-			unlist(client, "mcdgroups", groups, groups_cas, empty);
-		}
+		mcd_each_listed(registry.groups, reconcile, &t);
+		/* Before the missing ones are added: that would change the version read. */
+		mcd_registry_unlist_groups(client, &registry, empty);
+		mcd_registry_enlist_groups(client, missing);
 	}
-	free(nodes);
-	free(groups);
+	mcd_registry_free(&registry);
 	free(missing);
 	free(empty);
 	return t.corrected;
@@ -537,6 +425,7 @@ unsigned int mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord)
 struct report_walk {
 	struct mcd_client *client;
 	struct mcd_coord *coord;
+	char node[MCD_NAME_MAX + 1];
 	const char *nodes;
 	void (*each)(const struct mcd_group_report *report, void *arg);
 	void *arg;
@@ -555,8 +444,7 @@ static void report_group(const char *category, const char *group, void *arg)
 	snprintf(report.category, sizeof(report.category), "%s", category);
 	snprintf(report.group, sizeof(report.group), "%s", group);
 	report.here = mcd_group_local(w->coord, category, group);
-	if (read_group(w->client, mcd_coord_node(w->coord), category, group, w->nodes, &state)
-		== MEMCACHED_SUCCESS) {
+	if (read_group(w->client, w->node, category, group, w->nodes, &state) == MEMCACHED_SUCCESS) {
 		report.cluster = (long) state.counter;
 		report.published = state.others + (state.own > 0 ? state.own : 0);
 	}
@@ -567,34 +455,22 @@ static void report_group(const char *category, const char *group, void *arg)
 unsigned int mcd_coord_groups(struct mcd_client *client, struct mcd_coord *coord,
 	void (*each)(const struct mcd_group_report *report, void *arg), void *arg, unsigned int max)
 {
-	char *nodes = malloc(REGISTRY_MAX), *groups = malloc(REGISTRY_MAX);
-	struct report_walk w = { .client = client, .coord = coord, .nodes = nodes, .each = each, .arg = arg,
-		.max = max };
-	uint64_t cas;
+	struct mcd_registry registry = { 0 };
+	char *unlisted = malloc(MCD_REGISTRY_MAX);
+	struct report_walk w = { .client = client, .coord = coord, .each = each, .arg = arg, .max = max };
 
-	char *unlisted = malloc(REGISTRY_MAX);
-
-	if (nodes && groups && unlisted && read_list(client, "mcdnodes", nodes, &cas) == MEMCACHED_SUCCESS
-		&& read_list(client, "mcdgroups", groups, &cas) == MEMCACHED_SUCCESS) {
-		each_listed(groups, report_group, &w);
+	if (unlisted && mcd_registry_read(client, &registry) == MEMCACHED_SUCCESS) {
+		mcd_coord_node(coord, w.node, sizeof(w.node));
+		w.nodes = registry.nodes;
+		mcd_each_listed(registry.groups, report_group, &w);
 		/* And this node's groups that its next tick will list. */
 		unlisted[0] = '\0';
 		pthread_mutex_lock(&coord->lock);
-		for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
-			for (struct local_group *g = coord->groups[b]; g; g = g->next) {
-				char entry[2 * MCD_NAME_MAX + 2];
-
-				snprintf(entry, sizeof(entry), "%s:%s", g->category, g->group);
-				if (g->members > 0 && !listed(groups, entry)) {
-					add_word(unlisted, g->category, g->group);
-				}
-			}
-		}
+		add_unlisted(coord, registry.groups, unlisted);
 		pthread_mutex_unlock(&coord->lock);
-		each_listed(unlisted, report_group, &w);
+		mcd_each_listed(unlisted, report_group, &w);
 	}
-	free(nodes);
-	free(groups);
+	mcd_registry_free(&registry);
 	free(unlisted);
 	return w.count;
 }

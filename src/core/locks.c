@@ -48,6 +48,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 	struct mcd_call call;
 	struct held_lock *held;
 	const unsigned long deadline = mcd_now_us() + (unsigned long) wait_ms * 1000UL;
+	const time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
 	long pause_ms = 2, remaining_ms;
 	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
 
@@ -62,7 +63,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 			return rc;
 		}
 		/* add stores only where nothing is: of all that race, one gets the lock. */
-		rc = memcached_add(call.memc, call.key, call.key_len, token, strlen(token), (time_t) ttl, 0);
+		rc = memcached_add(call.memc, call.key, call.key_len, token, strlen(token), expiry, 0);
 		rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED ? MEMCACHED_DATA_EXISTS : rc);
 		if (rc != MEMCACHED_DATA_EXISTS) {
 			break;
@@ -116,7 +117,7 @@ static mcd_rc release_lock(struct mcd_client *client, const char *name, const ch
 		return rc;
 	}
 	/* gets: the value and the version (cas) of the item as it is now. */
-	rc = mcd_gets(call.memc, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, value, sizeof(value), &len, &cas);
 	if (rc == MEMCACHED_SUCCESS && len == strlen(token) && !strcmp(value, token)) {
 		/* Only the version we read may go: if the lock expired and another took it, its
 		 * version differs and the swap is refused. */
@@ -154,17 +155,26 @@ mcd_rc mcd_unlock(struct mcd_client *client, struct mcd_coord *coord, const char
 unsigned int mcd_coord_locks(struct mcd_coord *coord,
 	void (*each)(const struct mcd_lock_report *report, void *arg), void *arg)
 {
-	unsigned int count = 0;
+	struct mcd_lock_report *reports = NULL;
+	unsigned int count = 0, room = 0;
 	const long now = mcd_monotonic_s();
 
+	/* Copied under the lock, reported without it: each may take its time (a slow console). */
 	pthread_mutex_lock(&coord->lock);
-	for (struct held_lock *l = coord->locks; l; l = l->next, count++) {
-		struct mcd_lock_report report = { .held_s = now - l->since, .ttl = l->ttl };
-
-		snprintf(report.name, sizeof(report.name), "%s", l->name);
-		snprintf(report.holder, sizeof(report.holder), "%s", l->holder);
-		each(&report, arg);
+	for (struct held_lock *l = coord->locks; l; l = l->next) {
+		room++;
+	}
+	if (room && (reports = calloc(room, sizeof(*reports)))) {
+		for (struct held_lock *l = coord->locks; l; l = l->next, count++) {
+			reports[count] = (struct mcd_lock_report) { .held_s = now - l->since, .ttl = l->ttl };
+			snprintf(reports[count].name, sizeof(reports[count].name), "%s", l->name);
+			snprintf(reports[count].holder, sizeof(reports[count].holder), "%s", l->holder);
+		}
 	}
 	pthread_mutex_unlock(&coord->lock);
+	for (unsigned int i = 0; i < count; i++) {
+		each(&reports[i], arg);
+	}
+	free(reports);
 	return count;
 }

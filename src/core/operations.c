@@ -49,14 +49,14 @@ mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 	return rc;
 }
 
-mcd_rc mcd_gets(memcached_st *memc, const char *key, size_t key_len, char *buf, size_t size, size_t *len,
-	uint64_t *cas)
+mcd_rc mcd_gets(memcached_st *memc, const char *master, size_t master_len, const char *key, size_t key_len,
+	char *buf, size_t size, size_t *len, uint64_t *cas)
 {
 	const char *keys[1] = { key };
 	size_t lens[1] = { key_len };
 	memcached_result_st result;
 	memcached_return_t fetched = MEMCACHED_END;
-	mcd_rc rc = memcached_mget(memc, keys, lens, 1);
+	mcd_rc rc = memcached_mget_by_key(memc, master, master_len, keys, lens, 1);
 	bool found = false;
 
 	buf[0] = '\0';
@@ -224,7 +224,7 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 	uint64_t *result)
 {
 	struct mcd_call call;
-	mcd_rc rc = counter_call_begin(client, client->counters.pool ? &client->counters : &client->main,
+	mcd_rc rc = counter_call_begin(client, mcd_counter_pool(client),
 		key, delta, &call);
 
 	*result = 0;
@@ -279,17 +279,12 @@ static const enum mcd_op store_ops[] = {
 	[MCD_STORE_PREPEND] = MCD_OP_PREPEND,
 };
 
-/* Count one public operation: the statistics of this client's module. */
-static mcd_rc counted(struct mcd_client *client, enum mcd_op op, unsigned long started, mcd_rc rc)
-{
-	return mcd_stats_record(client->stats, op, started, rc);
-}
 
 mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_GET, started, get_value(client, key, value, value_len));
+	return mcd_stats_record(client->stats, MCD_OP_GET, started, get_value(client, key, value, value_len));
 }
 
 mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
@@ -297,7 +292,7 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, store_ops[mode], started,
+	return mcd_stats_record(client->stats, store_ops[mode], started,
 		store_value(client, &client->main, mode, key, value, value_len, ttl));
 }
 
@@ -305,7 +300,7 @@ mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_DELETE, started, delete_key(client, &client->main, key));
+	return mcd_stats_record(client->stats, MCD_OP_DELETE, started, delete_key(client, &client->main, key));
 }
 
 mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t value, long ttl)
@@ -314,7 +309,7 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 	int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_COUNTER, started,
+	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started,
 		store_value(client, &client->main, MCD_STORE_SET, key, text, (size_t) len, ttl));
 }
 
@@ -323,14 +318,9 @@ mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
+	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
 }
 
-/* What a noreply write returns: MCD_SENT once the request is written. */
-static mcd_rc sent(mcd_rc rc)
-{
-	return rc == MEMCACHED_SUCCESS ? MCD_SENT : rc;
-}
 
 mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
@@ -340,8 +330,8 @@ mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, co
 	}
 	unsigned long started = mcd_now_us();
 
-	return counted(client, store_ops[mode], started,
-		sent(store_value(client, &client->noreply, mode, key, value, value_len, ttl)));
+	return mcd_stats_record(client->stats, store_ops[mode], started,
+		mcd_sent(store_value(client, &client->noreply, mode, key, value, value_len, ttl)));
 }
 
 mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
@@ -351,7 +341,8 @@ mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
 	}
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_DELETE, started, sent(delete_key(client, &client->noreply, key)));
+	return mcd_stats_record(client->stats, MCD_OP_DELETE, started,
+		mcd_sent(delete_key(client, &client->noreply, key)));
 }
 
 mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64_t delta, long ttl)
@@ -363,12 +354,13 @@ mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64
 	}
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_COUNTER, started, sent(send_counter_step(client, key, delta, ttl)));
+	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started,
+		mcd_sent(send_counter_step(client, key, delta, ttl)));
 }
 
 mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl)
 {
 	unsigned long started = mcd_now_us();
 
-	return counted(client, MCD_OP_TOUCH, started, touch_key(client, key, ttl));
+	return mcd_stats_record(client->stats, MCD_OP_TOUCH, started, touch_key(client, key, ttl));
 }

@@ -77,6 +77,19 @@ int mcd_parse_long(const char *text, long min, long max, long *out)
 	return 0;
 }
 
+uint64_t mcd_uint64_of(const char *text, size_t len)
+{
+	char digits[24];
+	uint64_t value = 0;
+
+	if (len >= sizeof(digits)) {
+		return 0;
+	}
+	memcpy(digits, text, len);
+	digits[len] = '\0';
+	return mcd_parse_uint64(digits, &value) ? 0 : value;
+}
+
 int mcd_parse_increment(const char *text, int64_t *out)
 {
 	int64_t value;

@@ -37,6 +37,10 @@ int mcd_parse_int64(const char *text, int64_t *out);
 /*! Parse an unsigned decimal integer that fits uint64_t (no sign). 0 on success, -1 otherwise. */
 int mcd_parse_uint64(const char *text, uint64_t *out);
 
+/*! The whole number in the first len bytes of text (not NUL-terminated, as memcached hands
+ * values over), or 0 when they hold none. */
+uint64_t mcd_uint64_of(const char *text, size_t len);
+
 /*! Parse a counter step: a whole number from -MCD_INCREMENT_MAX to MCD_INCREMENT_MAX. 0 or -1. */
 int mcd_parse_increment(const char *text, int64_t *out);
 

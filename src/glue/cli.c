@@ -287,6 +287,8 @@ static void show_group(const struct mcd_group_report *r, void *arg)
 static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
+	struct mcd_coord *coord = mcd_coordination();
+	char node[MCD_NAME_MAX + 1];
 	unsigned int count;
 	int fd;
 
@@ -304,13 +306,14 @@ static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_ar
 	if (a->argc != 3) {
 		return CLI_SHOWUSAGE;
 	}
-	if (!(live = mcd_live_get())) {
+	if (!(live = mcd_live_get()) || !coord) {
 		return no_client(a);
 	}
-	ast_cli(a->fd, "This Asterisk is node '%s'\n", mcd_coord_node(mcd_coordination()));
+	mcd_coord_node(coord, node, sizeof(node));
+	ast_cli(a->fd, "This Asterisk is node '%s'\n", node);
 	ast_cli(a->fd, "%-16s %-32s %8s %9s %11s\n", "Category", "Group", "Here", "Cluster", "Published");
 	fd = a->fd;
-	count = mcd_coord_groups(live->client, mcd_coordination(), show_group, &fd, 10000);
+	count = mcd_coord_groups(live->client, coord, show_group, &fd, 10000);
 	ast_cli(a->fd, "%u group%s\n", count, count == 1 ? "" : "s");
 	return CLI_SUCCESS;
 }
@@ -324,6 +327,7 @@ static void show_lock(const struct mcd_lock_report *r, void *arg)
 
 static char *cli_show_locks(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
+	struct mcd_coord *coord = mcd_coordination();
 	unsigned int count;
 	int fd;
 
@@ -340,9 +344,12 @@ static char *cli_show_locks(struct ast_cli_entry *e, int cmd, struct ast_cli_arg
 	if (a->argc != 3) {
 		return CLI_SHOWUSAGE;
 	}
+	if (!coord) {
+		return no_client(a);
+	}
 	ast_cli(a->fd, "%-32s %8s %8s  %s\n", "Lock", "Held (s)", "TTL (s)", "Holder (node, number, channel)");
 	fd = a->fd;
-	count = mcd_coord_locks(mcd_coordination(), show_lock, &fd);
+	count = mcd_coord_locks(coord, show_lock, &fd);
 	ast_cli(a->fd, "%u lock%s\n", count, count == 1 ? "" : "s");
 	return CLI_SUCCESS;
 }

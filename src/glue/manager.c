@@ -237,15 +237,18 @@ static int ami_groups(struct mansession *s, const struct message *m)
 {
 	RAII_VAR(struct mcd_live *, live, NULL, ao2_cleanup);
 	struct listing l = { .s = s, .id = astman_get_header(m, "ActionID") };
+	struct mcd_coord *coord = mcd_coordination();
+	char node[MCD_NAME_MAX + 1];
 	unsigned int count;
 
-	if (!(live = mcd_live_get())) {
+	if (!(live = mcd_live_get()) || !coord) {
 		return no_client(s, m);
 	}
 	astman_send_listack(s, m, "Memcached groups will follow", "start");
-	count = mcd_coord_groups(live->client, mcd_coordination(), group_event, &l, 10000);
+	count = mcd_coord_groups(live->client, coord, group_event, &l, 10000);
+	mcd_coord_node(coord, node, sizeof(node));
 	astman_send_list_complete_start(s, m, "MemcachedGroupsComplete", (int) count);
-	astman_append(s, "Node: %s\r\n", mcd_coord_node(mcd_coordination()));
+	astman_append(s, "Node: %s\r\n", node);
 	astman_send_list_complete_end(s);
 	return 0;
 }
@@ -262,10 +265,14 @@ static void lock_event(const struct mcd_lock_report *r, void *arg)
 static int ami_locks(struct mansession *s, const struct message *m)
 {
 	struct listing l = { .s = s, .id = astman_get_header(m, "ActionID") };
+	struct mcd_coord *coord = mcd_coordination();
 	unsigned int count;
 
+	if (!coord) {
+		return no_client(s, m);
+	}
 	astman_send_listack(s, m, "Memcached locks will follow", "start");
-	count = mcd_coord_locks(mcd_coordination(), lock_event, &l);
+	count = mcd_coord_locks(coord, lock_event, &l);
 	astman_send_list_complete_start(s, m, "MemcachedLocksComplete", (int) count);
 	astman_send_list_complete_end(s);
 	return 0;

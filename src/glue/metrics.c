@@ -67,7 +67,7 @@ int res_memcached_metrics(struct mcd_metrics *metrics)
 	}
 	if (coord) {
 		mcd_coord_totals(coord, &metrics->group_members, &metrics->locks_held);
-		ast_copy_string(metrics->node, mcd_coord_node(coord), sizeof(metrics->node));
+		mcd_coord_node(coord, metrics->node, sizeof(metrics->node));
 	}
 	if (!live) {
 		return -1;
