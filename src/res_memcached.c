@@ -72,9 +72,13 @@ int mcd_live_load(void)
 
 static int unload_module(void)
 {
-	int res = mcd_manager_cleanup() | mcd_cli_cleanup() | mcd_coordination_cleanup()
-		| mcd_dialplan_cleanup();
+	int res = 0;
 
+	/* In this order, each of them: the coordination's last leaves need the live client. */
+	res |= mcd_manager_cleanup();
+	res |= mcd_cli_cleanup();
+	res |= mcd_coordination_cleanup();
+	res |= mcd_dialplan_cleanup();
 	ao2_global_obj_release(live_client);
 	return res;
 }

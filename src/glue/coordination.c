@@ -48,14 +48,29 @@ struct held {
 };
 
 struct channel_state {
+	AST_LIST_ENTRY(channel_state) entry;
 	AST_LIST_HEAD_NOLOCK(, membership) groups;
 	AST_LIST_HEAD_NOLOCK(, held) locks;
 };
 
-/* A destroyed channel leaves its groups and releases its locks: no hangup handler needed. */
+/* The tick thread's: its wake-up, and the states of destroyed channels it has to end. */
+AST_MUTEX_DEFINE_STATIC(tick_lock);
+static ast_cond_t tick_cond;
+static AST_LIST_HEAD_NOLOCK_STATIC(ended, channel_state);
+
+/* A destroyed channel leaves its groups and releases its locks: no hangup handler needed.
+ * Asterisk destroys datastores with the channel locked, so the network is left to the
+ * tick thread. */
 static void channel_state_destroy(void *data)
 {
-	struct channel_state *state = data;
+	ast_mutex_lock(&tick_lock);
+	AST_LIST_INSERT_TAIL(&ended, (struct channel_state *) data, entry);
+	ast_cond_signal(&tick_cond);
+	ast_mutex_unlock(&tick_lock);
+}
+
+static void end_channel_state(struct channel_state *state)
+{
 	struct mcd_live *live = mcd_live_get();
 	struct membership *m;
 	struct held *h;
@@ -79,12 +94,51 @@ static void channel_state_destroy(void *data)
 	ast_module_unref(AST_MODULE_SELF);
 }
 
-/* No fixup: a masquerade moves the datastore, memberships and locks with it, to the
- * channel that goes on. */
+/* A masquerade appends the datastores of the channel that goes away to those of the one
+ * that goes on (both locked): where that one has a state already, this one's memberships
+ * and locks join it, so that MCDGROUP() and MCDUNLOCK see them. */
+static void channel_state_fixup(void *data, struct ast_channel *old_chan, struct ast_channel *new_chan);
+
 static const struct ast_datastore_info channel_state_info = {
 	.type = "res_memcached coordination",
 	.destroy = channel_state_destroy,
+	.chan_fixup = channel_state_fixup,
 };
+
+/* The state's membership in category, or NULL. */
+static struct membership *membership_in(struct channel_state *state, const char *category)
+{
+	struct membership *m;
+
+	AST_LIST_TRAVERSE(&state->groups, m, entry) {
+		if (!strcmp(m->category, category)) {
+			break;
+		}
+	}
+	return m;
+}
+
+static void channel_state_fixup(void *data, struct ast_channel *old_chan, struct ast_channel *new_chan)
+{
+	struct channel_state *moving = data;
+	struct ast_datastore *ds = ast_channel_datastore_find(new_chan, &channel_state_info, NULL);
+	struct channel_state *staying = ds ? ds->data : NULL;
+	struct membership *m;
+
+	(void) old_chan;
+	if (!staying || staying == moving) {
+		return;
+	}
+	/* One group per category: a second one stays where it was, and ends with the channel. */
+	AST_LIST_TRAVERSE_SAFE_BEGIN(&moving->groups, m, entry) {
+		if (!membership_in(staying, m->category)) {
+			AST_LIST_REMOVE_CURRENT(entry);
+			AST_LIST_INSERT_TAIL(&staying->groups, m, entry);
+		}
+	}
+	AST_LIST_TRAVERSE_SAFE_END;
+	AST_LIST_APPEND_LIST(&staying->locks, &moving->locks, entry);
+}
 
 /* The channel's state (chan locked), made when create and missing; NULL if none. */
 static struct channel_state *channel_state(struct ast_channel *chan, int create)
@@ -125,13 +179,8 @@ static void channel_group(struct ast_channel *chan, const char *category, char *
 
 	buf[0] = '\0';
 	ast_channel_lock(chan);
-	if ((state = channel_state(chan, 0))) {
-		AST_LIST_TRAVERSE(&state->groups, m, entry) {
-			if (!strcmp(m->category, category)) {
-				ast_copy_string(buf, m->group, len);
-				break;
-			}
-		}
+	if ((state = channel_state(chan, 0)) && (m = membership_in(state, category))) {
+		ast_copy_string(buf, m->group, len);
 	}
 	ast_channel_unlock(chan);
 }
@@ -139,13 +188,19 @@ static void channel_group(struct ast_channel *chan, const char *category, char *
 static int group_read(struct ast_channel *chan, const char *cmd, char *data, struct ast_str **buf,
 	ssize_t len)
 {
+	AST_DECLARE_APP_ARGS(args,
+		AST_APP_ARG(category);
+		AST_APP_ARG(limit);
+	);
 	char group[MCD_NAME_MAX + 1];
 
 	ast_str_reset(*buf);
+	/* The same arguments as a write: a limit, if given, means nothing here. */
+	AST_STANDARD_APP_ARGS(args, data);
 	if (!chan) {
 		return needs_channel(cmd);
 	}
-	channel_group(chan, S_OR(data, ""), group, sizeof(group));
+	channel_group(chan, S_OR(args.category, ""), group, sizeof(group));
 	ast_str_set(buf, len, "%s", group);
 	return 0;
 }
@@ -157,11 +212,13 @@ static int group_write(struct ast_channel *chan, const char *cmd, char *data, co
 		AST_APP_ARG(category);
 		AST_APP_ARG(limit);
 	);
+	const char *category;
 	char current[MCD_NAME_MAX + 1];
 	uint64_t limit = 0;
 	mcd_rc rc = MCD_NO_SERVERS;
 
 	AST_STANDARD_APP_ARGS(args, data);
+	category = S_OR(args.category, "");
 	if (!chan) {
 		return needs_channel(cmd);
 	}
@@ -169,45 +226,37 @@ static int group_write(struct ast_channel *chan, const char *cmd, char *data, co
 		&& (mcd_parse_uint64(args.limit, &limit) || !limit))) {
 		ast_log(LOG_WARNING, "Syntax: Set(%s([category][,limit])=group), limit a whole number from 1\n",
 			cmd);
-		mcd_report(chan, cmd, value, MCD_ARGUMENT_NEEDED);
-		return 0;
+		return mcd_refuse(chan);
 	}
-	channel_group(chan, S_OR(args.category, ""), current, sizeof(current));
+	channel_group(chan, category, current, sizeof(current));
 	if (!strcmp(current, value)) {
 		mcd_report(chan, cmd, value, MCD_SUCCESS);
 		return 0;
 	}
 	if ((live = mcd_live_get())) {
-		rc = mcd_group_join(live->client, coord, S_OR(args.category, ""), value, limit);
+		rc = mcd_group_join(live->client, coord, category, value, limit);
 	}
 	if (rc == MCD_SUCCESS) {
 		struct channel_state *state;
 		struct membership *m = NULL;
 
 		ast_channel_lock(chan);
-		if ((state = channel_state(chan, 1))) {
-			AST_LIST_TRAVERSE(&state->groups, m, entry) {
-				if (!strcmp(m->category, S_OR(args.category, ""))) {
-					break;
-				}
-			}
-			if (!m && (m = ast_calloc(1, sizeof(*m)))) {
-				ast_copy_string(m->category, S_OR(args.category, ""), sizeof(m->category));
-				AST_LIST_INSERT_TAIL(&state->groups, m, entry);
-			}
-			if (m) {
-				ast_copy_string(m->group, value, sizeof(m->group));
-			}
+		if ((state = channel_state(chan, 1)) && !(m = membership_in(state, category))
+			&& (m = ast_calloc(1, sizeof(*m)))) {
+			ast_copy_string(m->category, category, sizeof(m->category));
+			AST_LIST_INSERT_TAIL(&state->groups, m, entry);
+		}
+		if (m) {
+			ast_copy_string(m->group, value, sizeof(m->group));
 		}
 		ast_channel_unlock(chan);
 		if (!m) {
 			/* Joined but not remembered: leave again rather than count a member for ever. */
-			mcd_group_leave(live->client, coord, S_OR(args.category, ""), value);
+			mcd_group_leave(live->client, coord, category, value);
 			rc = MCD_MEMORY_ALLOCATION_FAILURE;
 		} else if (current[0]) {
 			/* One group per category: joining another leaves the one before. */
-			mcd_report_log("MCDGROUP leave", current, mcd_group_leave(live->client, coord,
-				S_OR(args.category, ""), current));
+			mcd_report_log("MCDGROUP leave", current, mcd_group_leave(live->client, coord, category, current));
 		}
 	}
 	mcd_report(chan, cmd, value, rc);
@@ -242,8 +291,7 @@ static int group_count_read(struct ast_channel *chan, const char *cmd, char *dat
 	if (ast_strlen_zero(group)) {
 		ast_log(LOG_WARNING, "Syntax: %s(group[@category]), or from a channel in a group: %s([@category])\n",
 			cmd, cmd);
-		mcd_report(chan, cmd, NULL, MCD_ARGUMENT_NEEDED);
-		return 0;
+		return mcd_refuse(chan);
 	}
 	if ((live = mcd_live_get()) && (rc = mcd_group_count(live->client, S_OR(category, ""), group, &count))
 		== MCD_SUCCESS) {
@@ -300,8 +348,7 @@ static int lock_read(struct ast_channel *chan, const char *cmd, char *data, stru
 	if (ast_strlen_zero(args.name) || (!ast_strlen_zero(args.ttl)
 		&& mcd_parse_long(args.ttl, 1, MCD_TTL_MAX, &ttl))) {
 		ast_log(LOG_WARNING, "Syntax: %s(name[,ttl]), ttl in seconds from 1\n", cmd);
-		mcd_report(chan, cmd, args.name, MCD_ARGUMENT_NEEDED);
-		return 0;
+		return mcd_refuse(chan);
 	}
 	/* A channel that holds the lock holds it still, as with LOCK(). */
 	if (channel_holds(chan, args.name, token)) {
@@ -365,8 +412,7 @@ static int unlock_read(struct ast_channel *chan, const char *cmd, char *data, st
 	}
 	if (ast_strlen_zero(data)) {
 		ast_log(LOG_WARNING, "Syntax: %s(name)\n", cmd);
-		mcd_report(chan, cmd, NULL, MCD_ARGUMENT_NEEDED);
-		return 0;
+		return mcd_refuse(chan);
 	}
 	if (channel_holds(chan, data, token)) {
 		struct channel_state *state;
@@ -416,35 +462,49 @@ static struct ast_custom_function *functions[] = {
 /* --- the tick, off the call path --- */
 
 static pthread_t ticker = AST_PTHREADT_NULL;
-static ast_mutex_t tick_lock;
-static ast_cond_t tick_cond;
 static int stopping;
 
+static struct timeval next_tick(void)
+{
+	return ast_tvadd(ast_tvnow(), ast_samp2tv(mcd_coord_lease(coord) * 1000 / 4, 1000));
+}
+
+static void tick(void)
+{
+	struct mcd_live *live = mcd_live_get();
+	unsigned int corrected;
+
+	if (live && (corrected = mcd_coord_tick(live->client, coord))) {
+		ast_log(LOG_NOTICE, "res_memcached: %u group counter(s) brought back to the members "
+			"the Asterisk servers publish (an Asterisk gone, or memcached lost them)\n", corrected);
+	}
+	ao2_cleanup(live);
+}
+
+/* Every lease/4 a tick; in between, the ends of destroyed channels, as they come. */
 static void *tick_loop(void *unused)
 {
+	struct timeval next = next_tick();
+
 	(void) unused;
 	ast_mutex_lock(&tick_lock);
 	while (!stopping) {
-		struct mcd_live *live = mcd_live_get();
-		long lease_s = live ? mcd_client_settings(live->client)->group_lease_s : 30;
-		struct timeval next = ast_tvadd(ast_tvnow(), ast_samp2tv(lease_s * 1000 / 4, 1000));
-		struct timespec until = { .tv_sec = next.tv_sec, .tv_nsec = next.tv_usec * 1000 };
-		unsigned int corrected;
+		struct channel_state *state = AST_LIST_REMOVE_HEAD(&ended, entry);
 
-		ao2_cleanup(live);
-		ast_cond_timedwait(&tick_cond, &tick_lock, &until);
-		if (stopping) {
-			break;
+		if (state) {
+			ast_mutex_unlock(&tick_lock);
+			end_channel_state(state);
+			ast_mutex_lock(&tick_lock);
+		} else if (ast_tvcmp(ast_tvnow(), next) >= 0) {
+			ast_mutex_unlock(&tick_lock);
+			tick();
+			next = next_tick();
+			ast_mutex_lock(&tick_lock);
+		} else {
+			struct timespec until = { .tv_sec = next.tv_sec, .tv_nsec = next.tv_usec * 1000 };
+
+			ast_cond_timedwait(&tick_cond, &tick_lock, &until);
 		}
-		ast_mutex_unlock(&tick_lock);
-		if ((live = mcd_live_get())) {
-			if ((corrected = mcd_coord_tick(live->client, coord))) {
-				ast_log(LOG_NOTICE, "res_memcached: %u group counter(s) brought back to the members "
-					"the Asterisk servers publish (an Asterisk gone, or memcached lost them)\n", corrected);
-			}
-			ao2_ref(live, -1);
-		}
-		ast_mutex_lock(&tick_lock);
 	}
 	ast_mutex_unlock(&tick_lock);
 	return NULL;
@@ -470,6 +530,7 @@ void mcd_coordination_configure(const struct mcd_settings *settings)
 	if (coord) {
 		node_name(settings, node, sizeof(node));
 		mcd_coord_configure(coord, node, settings->group_lease_s);
+		ast_verb(2, "res_memcached: groups and locks as node '%s'\n", node);
 	}
 }
 
@@ -481,17 +542,12 @@ struct mcd_coord *mcd_coordination(void)
 int mcd_coordination_init(void)
 {
 	RAII_VAR(struct mcd_live *, live, mcd_live_get(), ao2_cleanup);
-	char node[MCD_NAME_MAX + 1];
 
-	if (!live) {
+	/* Named and leased by the settings, as on each reload. */
+	if (!live || !(coord = mcd_coord_create("", 1))) {
 		return -1;
 	}
-	node_name(mcd_client_settings(live->client), node, sizeof(node));
-	if (!(coord = mcd_coord_create(node, mcd_client_settings(live->client)->group_lease_s))) {
-		return -1;
-	}
-	ast_verb(2, "res_memcached: groups and locks as node '%s'\n", node);
-	ast_mutex_init(&tick_lock);
+	mcd_coordination_configure(mcd_client_settings(live->client));
 	ast_cond_init(&tick_cond, NULL);
 	stopping = 0;
 	if (ast_pthread_create_background(&ticker, NULL, tick_loop, NULL)) {
@@ -508,6 +564,7 @@ int mcd_coordination_init(void)
 
 int mcd_coordination_cleanup(void)
 {
+	struct channel_state *state;
 	int res = 0;
 
 	for (size_t i = 0; i < ARRAY_LEN(functions); i++) {
@@ -520,7 +577,16 @@ int mcd_coordination_cleanup(void)
 		ast_mutex_unlock(&tick_lock);
 		pthread_join(ticker, NULL);
 		ticker = AST_PTHREADT_NULL;
-		ast_mutex_destroy(&tick_lock);
+	}
+	/* Channels that ended while the thread stopped. */
+	ast_mutex_lock(&tick_lock);
+	while ((state = AST_LIST_REMOVE_HEAD(&ended, entry))) {
+		ast_mutex_unlock(&tick_lock);
+		end_channel_state(state);
+		ast_mutex_lock(&tick_lock);
+	}
+	ast_mutex_unlock(&tick_lock);
+	if (coord) {
 		ast_cond_destroy(&tick_cond);
 	}
 	mcd_coord_destroy(coord);

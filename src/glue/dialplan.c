@@ -22,13 +22,6 @@
 
 #include "glue/internal.h"
 
-/* A call with missing or malformed arguments: its syntax was just logged. */
-static int refuse(struct ast_channel *chan)
-{
-	mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(MCD_ARGUMENT_NEEDED));
-	return 0;
-}
-
 /* What the channel asks of its writes. */
 struct write_options {
 	long ttl;                    /* MCDTTL when set and valid, else the fallback */
@@ -76,7 +69,7 @@ static int mcd_read(struct ast_channel *chan, const char *cmd, char *data, struc
 	ast_str_reset(*buf);
 	if (ast_strlen_zero(data)) {
 		ast_log(LOG_WARNING, "Syntax: %s(key)\n", cmd);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();
 	rc = live ? mcd_get(live->client, data, &value, &value_len) : MCD_NO_SERVERS;
@@ -112,7 +105,7 @@ static int mcd_write(struct ast_channel *chan, const char *cmd, char *data, cons
 {
 	if (ast_strlen_zero(data) || !value) {
 		ast_log(LOG_WARNING, "Syntax: Set(%s(key)=value)\n", cmd);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	store(chan, MCD_STORE_SET, "MCD write", data, value);
 	return 0;
@@ -143,7 +136,7 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 	AST_STANDARD_APP_ARGS(args, data);
 	if (ast_strlen_zero(args.key)) {
 		ast_log(LOG_WARNING, "Syntax: %s(key[,increment])\n", cmd);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	if (!ast_strlen_zero(args.increment) && mcd_parse_increment(args.increment, &delta)) {
 		ast_log(LOG_WARNING, "%s(%s): increment '%s' is not a whole number from -%lld to %lld\n",
@@ -174,7 +167,7 @@ static int counter_write(struct ast_channel *chan, const char *cmd, char *data, 
 	if (ast_strlen_zero(data) || ast_strlen_zero(value) || mcd_parse_uint64(value, &number)) {
 		ast_log(LOG_WARNING, "Syntax: Set(%s(key)=number), number a whole number from 0; got '%s'\n",
 			cmd, S_OR(value, ""));
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();
 	rc = live ? mcd_counter_set(live->client, data, number, write_options(chan, 0).ttl) : MCD_NO_SERVERS;
@@ -203,7 +196,7 @@ static int store_exec(struct ast_channel *chan, const char *data, enum mcd_store
 	AST_STANDARD_RAW_ARGS(args, parse);
 	if (ast_strlen_zero(args.key) || args.argc < 2) {
 		ast_log(LOG_WARNING, "Syntax: %s(key,value)\n", app);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	store(chan, mode, app, args.key, args.value);
 	return 0;
@@ -241,7 +234,7 @@ static int mcddelete_exec(struct ast_channel *chan, const char *data)
 
 	if (ast_strlen_zero(data)) {
 		ast_log(LOG_WARNING, "Syntax: mcddelete(key)\n");
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();
 	rc = live ? (write_options(chan, NO_TTL).noreply ? mcd_delete_noreply : mcd_delete)(live->client, data)
@@ -265,7 +258,7 @@ static int mcdget_exec(struct ast_channel *chan, const char *data)
 	AST_STANDARD_APP_ARGS(args, parse);
 	if (ast_strlen_zero(args.variable) || ast_strlen_zero(args.key)) {
 		ast_log(LOG_WARNING, "Syntax: mcdget(variable,key)\n");
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();
 	rc = live ? mcd_get(live->client, args.key, &value, &value_len) : MCD_NO_SERVERS;
@@ -303,7 +296,7 @@ static int mcdmget_exec(struct ast_channel *chan, const char *data)
 	if (!count || count > MCD_MGET_MAX) {
 		ast_log(LOG_WARNING, "Syntax: mcdmget(variable=key[,variable=key...]), at most %d keys "
 			"and variable names of at most %d characters\n", MCD_MGET_MAX, MGET_VARIABLE_MAX);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	if ((live = mcd_live_get())) {
 		rc = mcd_mget(live->client, items, count);
@@ -337,7 +330,7 @@ static int mcdtouch_exec(struct ast_channel *chan, const char *data)
 	if (ast_strlen_zero(args.key) || ast_strlen_zero(args.ttl)
 		|| mcd_parse_long(args.ttl, 0, MCD_TTL_MAX, &ttl)) {
 		ast_log(LOG_WARNING, "Syntax: mcdtouch(key,ttl), ttl in seconds from 0 to %ld\n", MCD_TTL_MAX);
-		return refuse(chan);
+		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();
 	rc = live ? mcd_touch(live->client, args.key, ttl) : MCD_NO_SERVERS;

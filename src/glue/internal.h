@@ -63,6 +63,9 @@ void mcd_report(struct ast_channel *chan, const char *what, const char *key, mcd
 /*! Log rc for what on key, as mcd_report does, without touching a channel. */
 void mcd_report_log(const char *what, const char *key, mcd_rc rc);
 
+/*! MCDRESULT for a call refused for its arguments, whose caller has logged the syntax. 0. */
+int mcd_refuse(struct ast_channel *chan);
+
 /*! Log what the core found for the administrator (a server of the other protocol, say). */
 void mcd_report_notice(const char *message);
 

@@ -99,6 +99,12 @@ void mcd_report(struct ast_channel *chan, const char *what, const char *key, mcd
 	mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(rc));
 }
 
+int mcd_refuse(struct ast_channel *chan)
+{
+	mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(MCD_ARGUMENT_NEEDED));
+	return 0;
+}
+
 void mcd_report_notice(const char *message)
 {
 	ast_log(LOG_WARNING, "res_memcached: %s\n", message);

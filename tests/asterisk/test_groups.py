@@ -159,9 +159,18 @@ def test_channels_know_their_group_one_per_category(servers):
     assert (out, result) == ("first/second/elsewhere/0/1", "MEMCACHED_SUCCESS")
     # The channel has ended: it left both its groups.
     assert count(pbx.ast, "second") == "0" and count(pbx.ast, "elsewhere", "other") == "0"
+    # Read with a write's arguments: the limit is no part of the category.
+    assert pbx.steps(["Set(MCDGROUP(cat,5)=third)"], "${MCDGROUP(cat,5)}") == ("third", "MEMCACHED_SUCCESS")
+    # Refused for its arguments: the syntax is logged, once, and nothing else.
+    mark = pbx.log_mark()
     assert pbx.fn("${MCDGROUP_COUNT()}") == ("", "MEMCACHED_ARGUMENT_NEEDED")
     assert pbx.steps(["Set(MCDGROUP(cat,0)=x)"], "") == ("", "MEMCACHED_ARGUMENT_NEEDED")
+    log = pbx.log_since(mark)
+    assert log.count("Syntax: MCDGROUP_COUNT(") == 1 and log.count("Syntax: Set(MCDGROUP(") == 1
+    assert not [line for line in log.splitlines() if "WARNING" in line and "ARGUMENT_NEEDED" in line]
+    # A ':' would let two groups share a counter: refused in groups and categories.
     assert pbx.steps(["Set(MCDGROUP(a:b)=x)"], "") == ("", "MEMCACHED_BAD_KEY_PROVIDED")
+    assert pbx.steps(["Set(MCDGROUP(cat)=x:y)"], "") == ("", "MEMCACHED_BAD_KEY_PROVIDED")
 
 
 def test_locks_serialize_800_increments_on_two_asterisks(servers, figures):
