@@ -126,14 +126,16 @@ static void durations(const struct mcd_metrics *m, struct ast_str **out)
 
 static void servers(const struct mcd_metrics *m, struct ast_str **out)
 {
-	struct family up, faults;
+	struct family up = { 0 }, faults = { 0 };
 
 	if (family_init(&up, m->server_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_server_up",
 		"1 when res_memcached's last calls found the server answering, 0 when it rests after "
 		"faults, faulted last, or speaks the other protocol.")
 		|| family_init(&faults, m->server_count, PROMETHEUS_METRIC_GAUGE,
 		"asterisk_memcached_server_faults", "Faults in a row res_memcached met on the server.")) {
+		/* Those not reached are still empty. */
 		ast_free(up.series);
+		ast_free(faults.series);
 		return;
 	}
 	/* PROMETHEUS_METRIC_SET_LABEL names its metric twice: each series is added first. */
@@ -150,7 +152,7 @@ static void servers(const struct mcd_metrics *m, struct ast_str **out)
 
 static void pools(const struct mcd_metrics *m, struct ast_str **out)
 {
-	struct family in_use, peak, size;
+	struct family in_use = { 0 }, peak = { 0 }, size = { 0 };
 
 	if (family_init(&in_use, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_connections_in_use",
 		"Pooled memcached handles held by calls now (each holds one connection per server).")
@@ -160,6 +162,7 @@ static void pools(const struct mcd_metrics *m, struct ast_str **out)
 		"Pooled handles at most (pool_size).")) {
 		ast_free(in_use.series);
 		ast_free(peak.series);
+		ast_free(size.series);
 		return;
 	}
 	for (unsigned int i = 0; i < m->pool_count; i++) {
