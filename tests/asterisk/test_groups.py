@@ -11,7 +11,7 @@ from pymemcache.client.base import Client
 
 from conftest import PREFIX, Pbx, general, read_file
 from harness.ami import Ami
-from harness.pbx import Asterisk
+from harness.pbx import MODULES, Asterisk
 from harness.servers import Memcached
 
 LEASE = 4
@@ -27,8 +27,8 @@ def servers():
     server = Memcached()
     asterisks = {}
 
-    def start(node, *lines, ami=False):
-        asterisks[node] = Asterisk(read_file("extensions.conf"), conf(server, node, *lines), ami=ami)
+    def start(node, *lines, **options):
+        asterisks[node] = Asterisk(read_file("extensions.conf"), conf(server, node, *lines), **options)
         return asterisks[node]
 
     yield server, start, asterisks
@@ -171,6 +171,34 @@ def test_channels_know_their_group_one_per_category(servers):
     # A ':' would let two groups share a counter: refused in groups and categories.
     assert pbx.steps(["Set(MCDGROUP(a:b)=x)"], "") == ("", "MEMCACHED_BAD_KEY_PROVIDED")
     assert pbx.steps(["Set(MCDGROUP(cat)=x:y)"], "") == ("", "MEMCACHED_BAD_KEY_PROVIDED")
+
+
+def test_a_picked_up_call_keeps_the_memberships_of_both_channels(servers):
+    server, start, _ = servers
+    ast = start("east", ami=True, modules=MODULES + ["app_dial.so", "app_directed_pickup.so", "bridge_simple.so"])
+    ast.cli("dialplan set global GROUP picked")
+    ast.cli("channel originate Local/pickup-caller@tests application Wait 600")
+    ast.wait_for(lambda: count(ast, "picked", "callee") == "1")
+    ast.cli("channel originate Local/pickup-picker@tests application Wait 600")
+    ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
+
+    def groups_of_the_picked_up_channel():
+        for line in ast.cli("core show channels concise").splitlines():
+            name = line.split("!")[0]
+            found = [ami.action("Getvar", Channel=name, Variable="MCDGROUP(%s)" % category)[0].get("Value")
+                     for category in ("callee", "picker")]
+            if found[0] == "picked":
+                return found
+        return None
+
+    try:
+        # The picker's membership came with the masquerade: the channel that goes on sees both.
+        ast.wait_for(lambda: count(ast, "picked", "picker") == "1"
+                     and groups_of_the_picked_up_channel() == ["picked", "picked"])
+    finally:
+        ami.close()
+    ast.cli("channel request hangup all")
+    ast.wait_for(lambda: count(ast, "picked", "callee") == "0" and count(ast, "picked", "picker") == "0")
 
 
 def test_locks_serialize_800_increments_on_two_asterisks(servers, figures):
