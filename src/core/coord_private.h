@@ -104,16 +104,6 @@ struct mcd_registry {
 	uint64_t groups_cas;
 };
 
-/*! True when the space-separated list holds word. */
-bool mcd_listed(const char *list, const char *word);
-
-/*! Call visit for each word of the space-separated list, as a string of its own. */
-void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg);
-
-/*! Call visit for each "category:group" of a list of groups. */
-void mcd_each_listed(const char *groups, void (*visit)(const char *category, const char *group, void *arg),
-	void *arg);
-
 /*! Read both lists into r (free it with mcd_registry_free, whatever this returns). */
 mcd_rc mcd_registry_read(struct mcd_client *client, struct mcd_registry *r);
 

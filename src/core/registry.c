@@ -21,60 +21,6 @@
 /* Most nodes whose heartbeats one tick reads. */
 #define MAX_HEARTBEATS 128
 
-bool mcd_listed(const char *list, const char *word)
-{
-	size_t len = strlen(word);
-
-	for (const char *p = list; (p = strstr(p, word)); p += len) {
-		if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0')) {
-			return true;
-		}
-	}
-	return false;
-}
-
-void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg)
-{
-	for (const char *p = list; *p; ) {
-		char word[2 * MCD_NAME_MAX + 2];
-		size_t len;
-
-		p += strspn(p, " ");
-		len = strcspn(p, " ");
-		if (len && len < sizeof(word)) {
-			memcpy(word, p, len);
-			word[len] = '\0';
-			visit(word, arg);
-		}
-		p += len;
-	}
-}
-
-struct listed_visit {
-	void (*visit)(const char *category, const char *group, void *arg);
-	void *arg;
-};
-
-static void visit_entry(const char *word, void *arg)
-{
-	const struct listed_visit *v = arg;
-	char entry[2 * MCD_NAME_MAX + 2], *colon;
-
-	snprintf(entry, sizeof(entry), "%s", word);
-	if ((colon = strchr(entry, ':'))) {
-		*colon = '\0';
-		v->visit(entry, colon + 1, v->arg);
-	}
-}
-
-void mcd_each_listed(const char *groups, void (*visit)(const char *category, const char *group, void *arg),
-	void *arg)
-{
-	struct listed_visit v = { .visit = visit, .arg = arg };
-
-	mcd_each_word(groups, visit_entry, &v);
-}
-
 /* Begin a call on the registry's server, with the key of name (a list, or "mcdnode:NODE") in
  * key: mcdnodes' key, in call->key, places them all, so that one server holds the registry. */
 static mcd_rc registry_call(struct mcd_client *client, const char *name, struct mcd_call *call,

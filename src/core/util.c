@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +132,63 @@ bool mcd_is_token(const char *bytes, size_t len)
 		}
 	}
 	return true;
+}
+
+/* --- space-separated lists (the coordination's registry) --- */
+
+bool mcd_listed(const char *list, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (!len) {
+		return false;
+	}
+	for (const char *p = list; (p = strstr(p, word)); p += len) {
+		if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0')) {
+			return true;
+		}
+	}
+	return false;
+}
+
+void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg)
+{
+	for (const char *p = list; *p; ) {
+		char word[MCD_KEY_MAX + 1];
+		size_t len;
+
+		p += strspn(p, " ");
+		len = strcspn(p, " ");
+		if (len && len < sizeof(word)) {
+			memcpy(word, p, len);
+			word[len] = '\0';
+			visit(word, arg);
+		}
+		p += len;
+	}
+}
+
+struct listed_visit {
+	void (*visit)(const char *category, const char *group, void *arg);
+	void *arg;
+};
+
+static void visit_entry(const char *word, void *arg)
+{
+	const struct listed_visit *v = arg;
+	char entry[MCD_KEY_MAX + 1], *colon;
+
+	snprintf(entry, sizeof(entry), "%s", word);
+	if ((colon = strchr(entry, ':'))) {
+		*colon = '\0';
+		v->visit(entry, colon + 1, v->arg);
+	}
+}
+
+void mcd_each_listed(const char *groups, void (*visit)(const char *category, const char *group, void *arg),
+	void *arg)
+{
+	struct listed_visit v = { .visit = visit, .arg = arg };
+
+	mcd_each_word(groups, visit_entry, &v);
 }

@@ -2,7 +2,8 @@
  * res_memcached -- memcached access for the Asterisk dialplan
  *
  * util: the small strict parsers shared by the configuration, the client and
- * the glue. A value is accepted whole or refused, never half-read.
+ * the glue, and the word lists of the coordination's registry. A value is
+ * accepted whole or refused, never half-read.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -51,5 +52,17 @@ bool mcd_is_token(const char *bytes, size_t len);
 /*! Join prefix and key into out (MCD_KEY_MAX + 1 bytes) when the result is a key memcached takes. */
 enum mcd_key_status mcd_build_key(const char *prefix, size_t prefix_len, const char *key, char *out,
 	size_t *out_len);
+
+/*! True when the space-separated list holds word (a whole word; never the empty one). */
+bool mcd_listed(const char *list, const char *word);
+
+/*! Call visit for each word of the space-separated list, as a string of its own; words longer
+ * than a key are passed over. */
+void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg), void *arg);
+
+/*! Call visit for each "category:group" word of a list (split at its first ':'); words without
+ * a ':' are passed over. */
+void mcd_each_listed(const char *groups, void (*visit)(const char *category, const char *group, void *arg),
+	void *arg);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * libFuzzer target: the strict number parsers, server strings and key
- * building. The first byte picks the parser; the rest is its text. A parse
- * that succeeds must mean what the text says.
+ * libFuzzer target: the strict number parsers, server strings, key building
+ * and the registry's word lists. The first byte picks the parser; the rest is
+ * its text. A parse that succeeds must mean what the text says.
  */
 
 #include <inttypes.h>
@@ -14,6 +14,48 @@
 #include "util.h"
 
 #define CHECK(cond) do { if (!(cond)) abort(); } while (0)
+
+/* What mcd_each_word and mcd_each_listed handed over, joined again. */
+struct visited {
+	char words[1024];
+	size_t used;
+	unsigned int count;
+};
+
+static void take_word(const char *word, void *arg)
+{
+	struct visited *v = arg;
+
+	CHECK(word[0] && !strchr(word, ' ') && strlen(word) <= MCD_KEY_MAX);
+	v->used += (size_t) snprintf(v->words + v->used, sizeof(v->words) - v->used, "%s%s", v->count++ ? " " : "",
+		word);
+}
+
+static void take_entry(const char *category, const char *group, void *arg)
+{
+	struct visited *v = arg;
+
+	CHECK(!strchr(category, ':') && !strchr(category, ' ') && !strchr(group, ' '));
+	v->count++;
+}
+
+/* The list's words, split by hand: each run of bytes other than ' ', up to MCD_KEY_MAX long. */
+static void reference_words(const char *list, const char *word, struct visited *v, bool *listed,
+	unsigned int *entries)
+{
+	char copy[512];
+
+	*listed = false;
+	*entries = 0;
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		*listed = *listed || (word[0] && !strcmp(w, word));
+		if (strlen(w) <= MCD_KEY_MAX) {
+			take_word(w, v);
+			*entries += strchr(w, ':') != NULL;
+		}
+	}
+}
 
 /* The text without surrounding blanks and a leading '+', as printf would write the number. */
 static int same_number(const char *text, const char *printed)
@@ -65,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data + 1, size - 1);
 	text[size - 1] = '\0';
 
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 		if (mcd_parse_int64(text, &i64) == 0) {
 			snprintf(printed, sizeof(printed), "%" PRId64, i64);
@@ -111,6 +153,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(strlen(key) == len);
 			CHECK(mcd_is_token(key + prefix_len, strlen(k)));
 		}
+		break;
+	}
+	case 5: {
+		/* Up to the first '|' is a word, the rest a list. */
+		char *bar = strchr(text, '|');
+		const char *word = bar ? text : "";
+		const char *list = bar ? bar + 1 : text;
+		struct visited seen = { .used = 0 }, expected = { .used = 0 }, entries = { .used = 0 };
+		unsigned int expected_entries;
+		bool listed;
+
+		if (bar) {
+			*bar = '\0';
+		}
+		reference_words(list, word, &expected, &listed, &expected_entries);
+		mcd_each_word(list, take_word, &seen);
+		CHECK(seen.count == expected.count && !strcmp(seen.words, expected.words));
+		/* A word with a space is in no list: mcd_listed looks for the whole text. */
+		CHECK(strchr(word, ' ') || mcd_listed(list, word) == listed);
+		mcd_each_listed(list, take_entry, &entries);
+		CHECK(entries.count == expected_entries);
 		break;
 	}
 	}
