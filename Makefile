@@ -2,6 +2,7 @@
 #
 # Where Asterisk and its headers are installed (a real PBX, or the sandbox):
 #   make && make install      build res_memcached.so and install it, its docs and a sample config
+#   make asterisk-tests       the tests in a private Asterisk (TESTS= narrows them)
 #   make check                every suite: unit, fuzz, the tests in a private Asterisk, and the
 #                             package and Asterisk 16 suites, which need the roots that make test
 #                             lends them (run alone, those two report a failure)
@@ -86,8 +87,10 @@ tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(HEADERS)
 unit-tests: tests/unit/run_unit
 	harness/with-memcached.sh tests/unit/run_unit
 
+# TESTS narrows the run, as pytest's own arguments: TESTS="tests/asterisk/test_metrics.py -k escape".
+TESTS ?= tests/asterisk
 asterisk-tests: install
-	python3 -m pytest -q -p no:cacheprovider tests/asterisk
+	python3 -m pytest -q -p no:cacheprovider $(TESTS)
 
 # The parsers under libFuzzer (clang), seeded from tests/fuzz/corpus; new finds go to
 # a scratch copy unless FUZZ_CORPUS_OUT names a folder to keep them in.

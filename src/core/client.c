@@ -8,6 +8,7 @@
  * the GNU General Public License Version 2. See the COPYING file.
  */
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,9 @@
 
 #include "client_private.h"
 #include "util.h"
+
+static void start_prober(struct mcd_client *client);
+static void stop_prober(struct mcd_client *client);
 
 /* options.c names hash functions in libmemcached's own order. */
 _Static_assert(MEMCACHED_HASH_DEFAULT == 0 && MEMCACHED_HASH_MD5 == 1 && MEMCACHED_HASH_CRC == 2
@@ -92,6 +96,7 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 {
 	/* Weighted ketama only where a weight is set, so that unweighted clusters keep the
 	 * placement of keys that other clients (and earlier versions) use. */
+	const bool own_health = !s->remove_failed_servers && !s->replicas;
 	const uint64_t distribution = s->distribution != MCD_DISTRIBUTION_CONSISTENT
 		? MEMCACHED_DISTRIBUTION_MODULA : (weighted(s) ? MEMCACHED_DISTRIBUTION_CONSISTENT_WEIGHTED
 		: MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
@@ -102,10 +107,11 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		{ MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t) s->binary_protocol },
 		{ MEMCACHED_BEHAVIOR_DISTRIBUTION, distribution },
 		{ MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, (uint64_t) s->retry_timeout_s },
-		{ MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, (uint64_t) s->server_failure_limit },
-		/* libmemcached's own count of connect timeouts uses the same limit (read timeouts
-		 * it never counts: mcd_note_server does). */
-		{ MEMCACHED_BEHAVIOR_SERVER_TIMEOUT_LIMIT, (uint64_t) s->server_failure_limit },
+		/* Where the client tracks health, libmemcached's own rest (per handle, after connect
+		 * failures, in whole seconds of the wall clock) is off: it would outlast a restart
+		 * that the prober has already seen end. Elsewhere it is what moves keys away. */
+		{ MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, own_health ? UINT32_MAX : (uint64_t) s->server_failure_limit },
+		{ MEMCACHED_BEHAVIOR_SERVER_TIMEOUT_LIMIT, own_health ? UINT32_MAX : (uint64_t) s->server_failure_limit },
 		{ MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, s->remove_failed_servers },
 		{ MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, (uint64_t) s->replicas },
 		{ MEMCACHED_BEHAVIOR_TCP_NODELAY, 1 },
@@ -140,7 +146,10 @@ static int make_pool(struct mcd_pool *pool, memcached_st *master, long size)
 {
 	pool->master = master;
 	pool->size = (unsigned int) size;
-	pool->pool = master ? memcached_pool_create(master, 1, (uint32_t) size) : NULL;
+	pthread_mutex_init(&pool->wait_lock, NULL);
+	mcd_monotonic_cond_init(&pool->freed);
+	pool->seen_epoch = calloc((size_t) size, sizeof(*pool->seen_epoch));
+	pool->pool = master && pool->seen_epoch ? memcached_pool_create(master, 1, (uint32_t) size) : NULL;
 	return pool->pool ? 0 : -1;
 }
 
@@ -163,6 +172,11 @@ static void destroy_pool(struct mcd_pool *pool, bool sasl)
 {
 	if (pool->pool) {
 		memcached_pool_destroy(pool->pool);
+	}
+	if (pool->seen_epoch) {
+		pthread_mutex_destroy(&pool->wait_lock);
+		pthread_cond_destroy(&pool->freed);
+		free(pool->seen_epoch);
 	}
 	if (pool->master) {
 		if (sasl) {
@@ -243,6 +257,9 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 		snprintf(err, errlen, "cannot create the noreply connection pool");
 		goto failed;
 	}
+	if (mcd_tracks_health(client)) {
+		start_prober(client);
+	}
 	return client;
 
 failed:
@@ -255,6 +272,7 @@ void mcd_client_destroy(struct mcd_client *client)
 	if (!client) {
 		return;
 	}
+	stop_prober(client);
 	if (client->ordered) {
 		memcached_free(client->ordered);
 	}
@@ -326,20 +344,103 @@ struct mcd_pool *mcd_counter_pool(struct mcd_client *client)
 	return client->counters.pool ? &client->counters : &client->main;
 }
 
+void mcd_monotonic_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *at)
+{
+	return pthread_cond_timedwait(cond, mutex, at);
+}
+
+struct timespec mcd_monotonic_after_ms(long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* Wait (at most pool_wait, on the monotonic clock) until the pool has a handle no call holds.
+ * libmemcached's own wait is in whole seconds and starts again at each wake-up. */
+static bool reserve_handle(struct mcd_client *client, struct mcd_pool *pool)
+{
+	struct timespec deadline = mcd_monotonic_after_ms(client->settings.pool_wait_s * 1000L);
+	bool reserved;
+
+	pthread_mutex_lock(&pool->wait_lock);
+	while (pool->held >= pool->size && client->settings.pool_wait_s > 0
+		&& mcd_monotonic_wait(&pool->freed, &pool->wait_lock, &deadline) != ETIMEDOUT) {
+	}
+	if ((reserved = pool->held < pool->size)) {
+		pool->held++;
+	}
+	pthread_mutex_unlock(&pool->wait_lock);
+	return reserved;
+}
+
+static void unreserve_handle(struct mcd_pool *pool)
+{
+	pthread_mutex_lock(&pool->wait_lock);
+	pool->held--;
+	pthread_cond_signal(&pool->freed);
+	pthread_mutex_unlock(&pool->wait_lock);
+}
+
+/* A handle whose connections may predate a server's restart closes them: the next request
+ * reconnects instead of failing on a socket the server closed. */
+static void reconnect_if_stale(struct mcd_client *client, struct mcd_pool *pool, memcached_st *memc)
+{
+	unsigned int *seen = memcached_get_user_data(memc);
+	const unsigned int epoch = atomic_load(&client->connections_epoch);
+
+	if (!seen) {
+		/* A handle the pool just made: it has no connection yet. */
+		unsigned int slot = atomic_fetch_add(&pool->slots_used, 1);
+
+		if (slot >= pool->size) {
+			return;
+		}
+		seen = &pool->seen_epoch[slot];
+		*seen = epoch;
+		memcached_set_user_data(memc, seen);
+	} else if (*seen != epoch) {
+		memcached_quit(memc);
+		*seen = epoch;
+	}
+}
+
 memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc)
 {
-	struct timespec wait = { .tv_sec = client->settings.pool_wait_s };
 	memcached_return_t fetch_rc = MEMCACHED_SUCCESS;
-	memcached_st *memc = memcached_pool_fetch(pool->pool, &wait, &fetch_rc);
+	memcached_st *memc = NULL;
 	unsigned int held, peak;
 
-	if (!memc) {
-		/* The pool answers TIMEOUT after a wait and NOTFOUND without one: both mean every
-		 * connection is busy, which must not read as a slow server or a missing key. */
-		*rc = (fetch_rc == MEMCACHED_TIMEOUT || fetch_rc == MEMCACHED_NOTFOUND) ? MCD_POOL_EXHAUSTED
-			: (fetch_rc == MEMCACHED_SUCCESS ? MEMCACHED_MEMORY_ALLOCATION_FAILURE : (mcd_rc) fetch_rc);
+	if (!reserve_handle(client, pool)) {
+		/* Every handle stayed busy: that must not read as a slow server or a missing key. */
+		*rc = MCD_POOL_EXHAUSTED;
 		return NULL;
 	}
+	/* Reserved: the pool has a free handle or may make one, so it need not wait. */
+	if (!(memc = memcached_pool_fetch(pool->pool, NULL, &fetch_rc))) {
+		unreserve_handle(pool);
+		*rc = fetch_rc == MEMCACHED_SUCCESS || fetch_rc == MEMCACHED_NOTFOUND
+			? MEMCACHED_MEMORY_ALLOCATION_FAILURE : (mcd_rc) fetch_rc;
+		return NULL;
+	}
+	reconnect_if_stale(client, pool, memc);
 	/* The pool makes a handle only when none is free: the peak held is how many it made. */
 	held = atomic_fetch_add(&pool->in_use, 1) + 1;
 	peak = atomic_load(&pool->peak);
@@ -352,6 +453,7 @@ void mcd_give_back(struct mcd_pool *pool, memcached_st *memc)
 {
 	atomic_fetch_sub(&pool->in_use, 1);
 	memcached_pool_release(pool->pool, memc);
+	unreserve_handle(pool);
 }
 
 /* Say something to the administrator through the glue, if it listens. */
@@ -410,6 +512,35 @@ static void probe_protocol(struct mcd_client *client, unsigned int server)
 	}
 }
 
+static void wake_prober(struct mcd_client *client);
+
+/* A fault that says the connection itself is gone (closed or reset by the server, refused),
+ * not merely slow: after one, every pooled handle reconnects before use. */
+static bool connection_gone(mcd_rc rc)
+{
+	return rc == MEMCACHED_CONNECTION_FAILURE || rc == MEMCACHED_WRITE_FAILURE
+		|| rc == MEMCACHED_READ_FAILURE || rc == MEMCACHED_UNKNOWN_READ_FAILURE || rc == MEMCACHED_ERRNO;
+}
+
+bool mcd_connection_lost(struct mcd_client *client, memcached_st *memc, uint32_t server, mcd_rc rc)
+{
+	unsigned int *seen = memcached_get_user_data(memc);
+
+	if (!connection_gone(rc)) {
+		return false;
+	}
+	/* A server thought well had closed this connection (it restarted, say): the other
+	 * handles' connections to it are as stale. While it is failing, that is known already. */
+	if (server < client->settings.server_count && !atomic_load(&client->health[server].faults)) {
+		atomic_fetch_add(&client->connections_epoch, 1);
+	}
+	memcached_quit(memc);
+	if (seen) {
+		*seen = atomic_load(&client->connections_epoch);
+	}
+	return true;
+}
+
 void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 {
 	struct server_health *health;
@@ -431,11 +562,17 @@ void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 		}
 		break;
 	case MCD_OUTCOME_FAULT:
-		if (atomic_fetch_add(&health->faults, 1) + 1 >= (unsigned int) client->settings.server_failure_limit) {
+		/* The first fault of a run that closed connections: the others are stale too. */
+		if (atomic_fetch_add(&health->faults, 1) == 0 && connection_gone(rc)) {
+			atomic_fetch_add(&client->connections_epoch, 1);
+		}
+		if (atomic_load(&health->faults) >= (unsigned int) client->settings.server_failure_limit
+			&& client->settings.retry_timeout_s > 0) {
 			/* libmemcached rests a server only after connect failures, and only in the
-			 * one handle that saw them: a hung server would cost every call a timeout. */
+			 * one handle that saw them: a hung server would cost every call a timeout.
+			 * The prober ends the rest at the server's first answer. */
 			atomic_store(&health->resting_until, mcd_monotonic_s() + client->settings.retry_timeout_s);
-			probe_protocol(client, server);
+			wake_prober(client);
 		}
 		break;
 	case MCD_OUTCOME_REFUSED:
@@ -444,6 +581,84 @@ void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
 	case MCD_OUTCOME_COUNT:
 		/* The server was not asked: nothing learned about it. */
 		break;
+	}
+}
+
+/* --- the prober: resting servers asked for their version off the call path --- */
+
+/* One round: each resting server is asked (and, the first time it rests, asked in the other
+ * protocol too); one that answers is used again at once, one that does not rests on. */
+static void probe_resting(struct mcd_client *client)
+{
+	for (unsigned int i = 0; i < client->settings.server_count; i++) {
+		struct server_health *health = &client->health[i];
+
+		if (!atomic_load(&health->resting_until)) {
+			continue;
+		}
+		probe_protocol(client, i);
+		if (answers(client, i, client->settings.binary_protocol)) {
+			atomic_store(&health->faults, 0);
+			atomic_store(&health->resting_until, 0);
+			/* Its connections from before the rest are dead: every handle reconnects. */
+			atomic_fetch_add(&client->connections_epoch, 1);
+		} else {
+			atomic_store(&health->resting_until, mcd_monotonic_s() + client->settings.retry_timeout_s);
+		}
+	}
+}
+
+static void *prober_run(void *arg)
+{
+	struct mcd_client *client = arg;
+	struct mcd_prober *p = &client->prober;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		struct timespec next = mcd_monotonic_after_ms(MCD_PROBE_INTERVAL_MS);
+
+		mcd_monotonic_wait(&p->wake, &p->lock, &next);
+		if (p->stopping) {
+			break;
+		}
+		pthread_mutex_unlock(&p->lock);
+		probe_resting(client);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void wake_prober(struct mcd_client *client)
+{
+	if (client->prober.running) {
+		pthread_mutex_lock(&client->prober.lock);
+		pthread_cond_signal(&client->prober.wake);
+		pthread_mutex_unlock(&client->prober.lock);
+	}
+}
+
+static void start_prober(struct mcd_client *client)
+{
+	struct mcd_prober *p = &client->prober;
+
+	pthread_mutex_init(&p->lock, NULL);
+	mcd_monotonic_cond_init(&p->wake);
+	/* Without it, rests still end after retry_timeout, as calls find out. */
+	p->running = !pthread_create(&p->thread, NULL, prober_run, client);
+}
+
+static void stop_prober(struct mcd_client *client)
+{
+	struct mcd_prober *p = &client->prober;
+
+	if (p->running) {
+		pthread_mutex_lock(&p->lock);
+		p->stopping = true;
+		pthread_cond_signal(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->thread, NULL);
+		p->running = false;
 	}
 }
 

@@ -178,6 +178,9 @@ void mcd_client_pool_usage(struct mcd_client *client, struct mcd_pool_usage usag
 /*! A pool's name in words: "calls", "counters", "noreply writes". */
 const char *mcd_pool_name(enum mcd_pool_kind kind);
 
+/* memcached takes an expiry above 30 days as an absolute Unix time. */
+#define MCD_RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
+
 /*! The expiry memcached must be sent for a relative ttl (memcached reads > 30 days as a date). */
 long mcd_wire_expiry(long ttl, long now);
 

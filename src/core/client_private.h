@@ -21,10 +21,11 @@
 
 #include "client.h"
 
-/* Shared by every pooled handle: libmemcached keeps its failure counts per handle. */
+/* Shared by every pooled handle: libmemcached keeps its failure counts per handle (and the
+ * client turns its per-handle rest off where it tracks health itself). */
 struct server_health {
 	atomic_uint faults;          /* faults in a row, from any call */
-	atomic_long resting_until;   /* monotonic second before which calls skip the server */
+	atomic_long resting_until;   /* monotonic second before which calls skip the server; 0 none */
 	atomic_bool probe_due;       /* ask which protocol it speaks when it next starts resting */
 	atomic_bool other_protocol;  /* it answered only the protocol not configured */
 };
@@ -36,6 +37,23 @@ struct mcd_pool {
 	unsigned int size;
 	atomic_uint in_use;
 	atomic_uint peak;            /* the most held at once: how many handles the pool made */
+	/* The client's connections_epoch each handle last reconnected at, one slot per handle
+	 * (the handle's user data points at its slot). */
+	unsigned int *seen_epoch;
+	atomic_uint slots_used;
+	/* held counts the handles calls hold; a call waits on freed (monotonic) for one. */
+	pthread_mutex_t wait_lock;
+	pthread_cond_t freed;
+	unsigned int held;
+};
+
+/* The thread that probes resting servers off the call path (see client.c). */
+struct mcd_prober {
+	pthread_t thread;
+	bool running;
+	bool stopping;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;         /* on the monotonic clock */
 };
 
 struct mcd_client {
@@ -48,6 +66,11 @@ struct mcd_client {
 	 * made (coordination's published counts); NULL where noreply is not offered. */
 	memcached_st *ordered;
 	pthread_mutex_t ordered_lock;
+	/* Bumped when a server dropped connections (restart, reset) or came back from a rest:
+	 * a pooled handle that last reconnected before closes its connections before use, so
+	 * that no call is sent on a socket the server closed. */
+	atomic_uint connections_epoch;
+	struct mcd_prober prober;
 	struct mcd_stats *stats;     /* where operations are counted, or NULL */
 	mcd_notice_fn notice;        /* where findings for the administrator go, or NULL */
 	size_t prefix_len;
@@ -64,6 +87,9 @@ struct mcd_call {
 
 #define MCD_NO_SERVER UINT32_MAX
 
+/* How often the prober asks a resting server whether it answers again. */
+#define MCD_PROBE_INTERVAL_MS 200
+
 /*! For call->key: take a connection from pool, and refuse at once (SERVER_TEMPORARILY_DISABLED)
  * when the key's server rests after repeated faults. On anything but success there is
  * nothing to end. */
@@ -72,10 +98,22 @@ mcd_rc mcd_call_begin(struct mcd_client *client, struct mcd_pool *pool, struct m
 /*! Give the connection back and note whether the server answered. Returns rc. */
 mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc);
 
+/*! Whether a request that ended with rc may be sent once more on a fresh connection: the
+ * connection was lost (a server restart leaves pooled sockets closed), not timed out. Only
+ * for requests that change nothing (reads, touch) or whose effect the caller checks. Closes
+ * memc's connections so that the next request reconnects. */
+bool mcd_connection_lost(struct mcd_client *client, memcached_st *memc, uint32_t server, mcd_rc rc);
+
 /*! Step the counter key (placed by master) by delta, creating a missing one at max(delta, 0)
  * expiring at expiry (0 never); *result is its new value. */
 mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
 	size_t key_len, int64_t delta, time_t expiry, uint64_t *result);
+
+/*! Ask memc for keys (placed by master) with one request, and hand each item found to take;
+ * once take fails, the rest are read and left. Returns take's failure, the request's, or
+ * success (some keys may be missing: take saw those there were). */
+mcd_rc mcd_mget_each(memcached_st *memc, const char *master, size_t master_len, const char *const *keys,
+	const size_t *lens, size_t count, mcd_rc (*take)(const memcached_result_st *result, void *arg), void *arg);
 
 /*! Read key (placed by master) with its version (memcached's gets): up to size - 1 bytes of
  * the value into buf, NUL-terminated, its whole length into *len and its version into *cas.
@@ -85,6 +123,15 @@ mcd_rc mcd_gets(memcached_st *memc, const char *master, size_t master_len, const
 
 /*! Seconds on the monotonic clock. */
 long mcd_monotonic_s(void);
+
+/*! Initialise cond to wait on the monotonic clock (a clock stepped back stalls no wait). */
+void mcd_monotonic_cond_init(pthread_cond_t *cond);
+
+/*! Wait on cond (mutex held) until woken or until the monotonic time at; ETIMEDOUT then. */
+int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *at);
+
+/*! The monotonic time ms milliseconds from now. */
+struct timespec mcd_monotonic_after_ms(long ms);
 
 /*! The pool counter steps go through: the text-protocol one where calls talk binary (see
  * struct mcd_client), else the calls' own. */

@@ -187,11 +187,16 @@ mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *
 	if (rc == MEMCACHED_SUCCESS) {
 		rc = mcd_group_key(client, category, group, coord->node, p->key, &p->key_len);
 	}
-	p->value_len = (size_t) snprintf(p->value, sizeof(p->value), "%ld", members);
+	mcd_publication_count(p, members);
 	/* The count lives half a lease: renewed every quarter, it survives one missed tick. */
 	p->ttl = (time_t) (coord->lease_s / 2);
 	p->step_down = false;
 	return rc;
+}
+
+void mcd_publication_count(struct mcd_publication *p, long members)
+{
+	p->value_len = (size_t) snprintf(p->value, sizeof(p->value), "%ld", members);
 }
 
 /* One publication on the ordered connection (its lock held), skipped while the group's server

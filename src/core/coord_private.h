@@ -82,6 +82,9 @@ struct mcd_publication {
 mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *coord, const char *category,
 	const char *group, long members, struct mcd_publication *p);
 
+/*! Set the count of a prepared publication (its keys stay). */
+void mcd_publication_count(struct mcd_publication *p, long members);
+
 /*!
  * Release coord->lock (which the caller holds) and send the count publications, no network wait
  * under it. Where noreply is offered they go without waiting, on one connection taken before

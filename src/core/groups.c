@@ -68,7 +68,7 @@ static mcd_rc join(struct mcd_client *client, struct mcd_coord *coord, const cha
 		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	}
 	g->members++;
-	mcd_publication(client, coord, category, group, g->members, &p);
+	mcd_publication_count(&p, g->members);
 	/* Its failure is the tick's to mend: the join itself is counted. */
 	mcd_publish_unlock(client, coord, &p, 1);
 	return MEMCACHED_SUCCESS;
@@ -98,7 +98,7 @@ static mcd_rc leave(struct mcd_client *client, struct mcd_coord *coord, const ch
 		return rc != MEMCACHED_SUCCESS ? rc : MEMCACHED_NOTFOUND;
 	}
 	g->members--;
-	mcd_publication(client, coord, category, group, g->members, &p);
+	mcd_publication_count(&p, g->members);
 	/* On a hangup, the counter's step goes after the count on the same connection: nothing
 	 * to wait for. */
 	p.step_down = noreply && client->ordered;
@@ -170,6 +170,7 @@ struct group_keys {
 	bool partial;
 	struct mcd_client *client;   /* for add_node_key */
 	const char *category, *group, *node;
+	struct group_state *state;   /* for take_item */
 };
 
 /* Add node's published count of the group to the keys to read (this node's is there already). */
@@ -189,8 +190,10 @@ static void add_node_key(const char *node, void *arg)
 }
 
 /* Sort one fetched item into state: the counter (keys[0]), this node's count (keys[1]) or another's. */
-static void take_item(const struct group_keys *k, memcached_result_st *result, struct group_state *state)
+static mcd_rc take_item(const memcached_result_st *result, void *arg)
 {
+	const struct group_keys *k = arg;
+	struct group_state *state = k->state;
 	const char *key = memcached_result_key_value(result);
 	size_t key_len = memcached_result_key_length(result);
 	uint64_t value = mcd_uint64_of(memcached_result_value(result), memcached_result_length(result));
@@ -202,6 +205,7 @@ static void take_item(const struct group_keys *k, memcached_result_st *result, s
 	} else {
 		state->others += (long) value;
 	}
+	return MEMCACHED_SUCCESS;
 }
 
 /* Read group's counter and the counts of nodes (a space-separated list) with one request. */
@@ -210,8 +214,6 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 {
 	struct group_keys *k = calloc(1, sizeof(*k));
 	struct mcd_call call;
-	memcached_result_st result;
-	memcached_return_t fetched = MEMCACHED_END;
 	mcd_rc rc;
 
 	*state = (struct group_state) { .own = -1 };
@@ -228,6 +230,7 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 	k->category = category;
 	k->group = group;
 	k->node = node;
+	k->state = state;
 	mcd_each_word(nodes, add_node_key, k);
 	for (size_t i = 0; i < k->count; i++) {
 		k->key_ptrs[i] = k->keys[i];
@@ -238,14 +241,7 @@ static mcd_rc read_group(struct mcd_client *client, const char *node, const char
 		free(k);
 		return rc;
 	}
-	rc = memcached_mget_by_key(call.memc, call.key, call.key_len, k->key_ptrs, k->lens, k->count);
-	if (memcached_success(rc) && memcached_result_create(call.memc, &result)) {
-		while (memcached_fetch_result(call.memc, &result, &fetched)) {
-			take_item(k, &result, state);
-		}
-		memcached_result_free(&result);
-		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
-	}
+	rc = mcd_mget_each(call.memc, call.key, call.key_len, k->key_ptrs, k->lens, k->count, take_item, k);
 	state->partial = k->partial;
 	free(k);
 	return mcd_call_end(client, &call, rc);

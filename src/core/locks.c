@@ -42,6 +42,25 @@ static void sleep_ms(long ms)
 	}
 }
 
+/* An add whose answer was lost with its connection may or may not have stored: read the lock
+ * on a fresh connection. Ours when it holds our token; taken again when it is missing. */
+static mcd_rc settle_lost_add(struct mcd_call *call, const char *token, time_t expiry)
+{
+	char found[MCD_TOKEN_MAX];
+	size_t len;
+	uint64_t cas;
+	mcd_rc rc = mcd_gets(call->memc, call->key, call->key_len, call->key, call->key_len, found,
+		sizeof(found), &len, &cas);
+
+	if (rc == MEMCACHED_NOTFOUND) {
+		return memcached_add(call->memc, call->key, call->key_len, token, strlen(token), expiry, 0);
+	}
+	if (rc == MEMCACHED_SUCCESS) {
+		return len == strlen(token) && !memcmp(found, token, len) ? MEMCACHED_SUCCESS : MEMCACHED_DATA_EXISTS;
+	}
+	return rc;
+}
+
 static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
 	long wait_ms, const char *holder, char *token)
 {
@@ -64,6 +83,9 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 		}
 		/* add stores only where nothing is: of all that race, one gets the lock. */
 		rc = memcached_add(call.memc, call.key, call.key_len, token, strlen(token), expiry, 0);
+		if (mcd_connection_lost(client, call.memc, call.server, rc)) {
+			rc = settle_lost_add(&call, token, expiry);
+		}
 		rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED ? MEMCACHED_DATA_EXISTS : rc);
 		if (rc != MEMCACHED_DATA_EXISTS) {
 			break;
@@ -102,8 +124,8 @@ mcd_rc mcd_lock(struct mcd_client *client, struct mcd_coord *coord, const char *
 		take_lock(client, coord, name, ttl, wait_ms, holder, token));
 }
 
-/* memcached reads an expiry above 30 days as a date: one in January 1970 has passed. */
-#define EXPIRED_AT_ONCE ((time_t) (60L * 60 * 24 * 30 + 1))
+/* An expiry memcached reads as a date, in January 1970: already passed. */
+#define EXPIRED_AT_ONCE ((time_t) (MCD_RELATIVE_EXPIRY_MAX + 1))
 
 static mcd_rc release_lock(struct mcd_client *client, const char *name, const char *token)
 {
@@ -118,6 +140,9 @@ static mcd_rc release_lock(struct mcd_client *client, const char *name, const ch
 	}
 	/* gets: the value and the version (cas) of the item as it is now. */
 	rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	if (mcd_connection_lost(client, call.memc, call.server, rc)) {
+		rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	}
 	if (rc == MEMCACHED_SUCCESS && len == strlen(token) && !strcmp(value, token)) {
 		/* Only the version we read may go: if the lock expired and another took it, its
 		 * version differs and the swap is refused. */

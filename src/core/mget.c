@@ -23,14 +23,23 @@ struct mget_call {
 	size_t sent;
 };
 
-/* Give each item whose wire key is key the value, unless it already has one. */
-static mcd_rc give_value(struct mcd_mget_item *items, struct mget_call *m, const char *key,
-	size_t key_len, const char *value, size_t value_len)
-{
-	for (size_t w = 0; w < m->sent; w++) {
-		struct mcd_mget_item *item = &items[m->item_of[w]];
+/* Where one server's answer goes: the items, and the wire keys they were sent as. */
+struct mget_answer {
+	struct mcd_mget_item *items;
+	const struct mget_call *m;
+};
 
-		if (item->value || m->wire_len[w] != key_len || memcmp(m->wire[w], key, key_len)) {
+/* Give each item whose wire key is the result's its value, unless it already has one. */
+static mcd_rc give_value(const memcached_result_st *result, void *arg)
+{
+	const struct mget_answer *a = arg;
+	const char *key = memcached_result_key_value(result), *value = memcached_result_value(result);
+	size_t key_len = memcached_result_key_length(result), value_len = memcached_result_length(result);
+
+	for (size_t w = 0; w < a->m->sent; w++) {
+		struct mcd_mget_item *item = &a->items[a->m->item_of[w]];
+
+		if (item->value || a->m->wire_len[w] != key_len || memcmp(a->m->wire[w], key, key_len)) {
 			continue;
 		}
 		if (!(item->value = malloc(value_len + 1))) {
@@ -56,9 +65,8 @@ static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, s
 {
 	const char *keys[MCD_MGET_MAX];
 	size_t lens[MCD_MGET_MAX], n = 0;
-	memcached_result_st result;
-	memcached_return_t end;
-	mcd_rc rc = MEMCACHED_SUCCESS;
+	struct mget_answer answer = { .items = items, .m = m };
+	mcd_rc end;
 
 	for (size_t w = 0; w < m->sent; w++) {
 		if (m->server_of[w] == server) {
@@ -67,25 +75,7 @@ static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, s
 		}
 	}
 	/* by_key with the group's first key: every key goes to the server they share. */
-	end = memcached_mget_by_key(memc, keys[0], lens[0], keys, lens, n);
-	/* On our own (not allocated) result: libmemcached frees an allocated one itself
-	 * when the fetch ends. */
-	if (memcached_success(end) && !memcached_result_create(memc, &result)) {
-		end = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-	} else if (memcached_success(end)) {
-		while (memcached_fetch_result(memc, &result, &end)) {
-			if (rc == MEMCACHED_SUCCESS) {
-				rc = give_value(items, m, memcached_result_key_value(&result),
-					memcached_result_key_length(&result), memcached_result_value(&result),
-					memcached_result_length(&result));
-			}
-		}
-		memcached_result_free(&result);
-		/* The fetch ends with END, or NOTFOUND when none of the keys was there. */
-		if (end == MEMCACHED_END || end == MEMCACHED_NOTFOUND) {
-			end = rc;
-		}
-	}
+	end = mcd_mget_each(memc, keys[0], lens[0], keys, lens, n, give_value, &answer);
 	for (size_t w = 0; w < m->sent; w++) {
 		if (m->server_of[w] == server && !items[m->item_of[w]].value && end != MEMCACHED_SUCCESS) {
 			items[m->item_of[w]].rc = end;
@@ -94,11 +84,34 @@ static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, s
 	return end;
 }
 
+/* Servers are asked one after the other, within one timeout for them all: a server asked
+ * gets what is left of it as its own, and one asked after it is spent is not asked (its items
+ * time out). False then. */
+static bool ask_in_time(struct mcd_client *client, memcached_st *memc, struct mcd_mget_item *items,
+	const struct mget_call *m, uint32_t server, unsigned long deadline)
+{
+	const unsigned long now = mcd_now_us();
+	const uint64_t left_ms = now < deadline ? (deadline - now + 999) / 1000 : 0;
+
+	for (size_t w = 0; w < m->sent; w++) {
+		if (m->server_of[w] == server && !items[m->item_of[w]].value) {
+			items[m->item_of[w]].rc = left_ms ? MEMCACHED_NOTFOUND : MEMCACHED_TIMEOUT;
+		}
+	}
+	if (!left_ms) {
+		return false;
+	}
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+		left_ms < (uint64_t) client->settings.timeout_ms ? left_ms : (uint64_t) client->settings.timeout_ms);
+	return true;
+}
+
 static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
 {
 	struct mget_call m = { .sent = 0 };
 	memcached_st *memc = NULL;
 	mcd_rc rc = MEMCACHED_SUCCESS;
+	unsigned long deadline;
 
 	if (!count || count > MCD_MGET_MAX) {
 		return MCD_ARGUMENT_NEEDED;
@@ -124,6 +137,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 		m.wire_len[m.sent] = key_len;
 		m.item_of[m.sent++] = i;
 	}
+	deadline = mcd_now_us() + (unsigned long) client->settings.timeout_ms * 1000UL;
 	if (m.sent && !(memc = mcd_take_connection(client, &client->main, &rc))) {
 		for (size_t w = 0; w < m.sent; w++) {
 			items[m.item_of[w]].rc = rc;
@@ -151,12 +165,20 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 			}
 			continue;
 		}
+		if (!ask_in_time(client, memc, items, &m, server, deadline)) {
+			continue;
+		}
 		rc = get_from_server(memc, items, &m, server);
+		if (mcd_connection_lost(client, memc, server, rc) && ask_in_time(client, memc, items, &m, server, deadline)) {
+			/* A read changes nothing: once more, on a fresh connection. */
+			rc = get_from_server(memc, items, &m, server);
+		}
 		if (mcd_tracks_health(client)) {
 			mcd_note_server(client, server, rc);
 		}
 	}
 	if (memc) {
+		memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t) client->settings.timeout_ms);
 		mcd_give_back(&client->main, memc);
 	}
 	free(m.keys);

@@ -15,12 +15,9 @@
 #include "client_private.h"
 #include "util.h"
 
-/* memcached takes an expiry above 30 days as an absolute Unix time. */
-#define RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
-
 long mcd_wire_expiry(long ttl, long now)
 {
-	return ttl > RELATIVE_EXPIRY_MAX ? now + ttl : ttl;
+	return ttl > MCD_RELATIVE_EXPIRY_MAX ? now + ttl : ttl;
 }
 
 mcd_rc mcd_call_begin(struct mcd_client *client, struct mcd_pool *pool, struct mcd_call *call)
@@ -45,35 +42,69 @@ mcd_rc mcd_call_begin(struct mcd_client *client, struct mcd_pool *pool, struct m
 mcd_rc mcd_call_end(struct mcd_client *client, struct mcd_call *call, mcd_rc rc)
 {
 	mcd_give_back(call->pool, call->memc);
-	mcd_note_server(client, call->server, rc);
+	/* A write sent without waiting heard nothing back: only its failure says something. */
+	if (call->pool != &client->noreply || rc != MEMCACHED_SUCCESS) {
+		mcd_note_server(client, call->server, rc);
+	}
 	return rc;
+}
+
+mcd_rc mcd_mget_each(memcached_st *memc, const char *master, size_t master_len, const char *const *keys,
+	const size_t *lens, size_t count, mcd_rc (*take)(const memcached_result_st *result, void *arg), void *arg)
+{
+	memcached_result_st result;
+	memcached_return_t end = MEMCACHED_END;
+	mcd_rc rc = memcached_mget_by_key(memc, master, master_len, keys, lens, count);
+
+	if (!memcached_success(rc)) {
+		return rc;
+	}
+	/* On a result of our own: libmemcached frees an allocated one itself when the fetch ends. */
+	if (!memcached_result_create(memc, &result)) {
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	rc = MEMCACHED_SUCCESS;
+	while (memcached_fetch_result(memc, &result, &end)) {
+		if (rc == MEMCACHED_SUCCESS) {
+			rc = take(&result, arg);
+		}
+	}
+	memcached_result_free(&result);
+	/* The fetch ends with END, or NOTFOUND when none of the keys was there. */
+	return end == MEMCACHED_END || end == MEMCACHED_NOTFOUND ? rc : (mcd_rc) end;
+}
+
+struct version {
+	char *buf;
+	size_t size;
+	size_t *len;
+	uint64_t *cas;
+	bool found;
+};
+
+static mcd_rc take_version(const memcached_result_st *result, void *arg)
+{
+	struct version *v = arg;
+
+	*v->len = memcached_result_length(result);
+	snprintf(v->buf, v->size, "%.*s", (int) (*v->len < v->size ? *v->len : v->size - 1),
+		memcached_result_value(result));
+	*v->cas = memcached_result_cas(result);
+	v->found = true;
+	return MEMCACHED_SUCCESS;
 }
 
 mcd_rc mcd_gets(memcached_st *memc, const char *master, size_t master_len, const char *key, size_t key_len,
 	char *buf, size_t size, size_t *len, uint64_t *cas)
 {
-	const char *keys[1] = { key };
-	size_t lens[1] = { key_len };
-	memcached_result_st result;
-	memcached_return_t fetched = MEMCACHED_END;
-	mcd_rc rc = memcached_mget_by_key(memc, master, master_len, keys, lens, 1);
-	bool found = false;
+	struct version v = { .buf = buf, .size = size, .len = len, .cas = cas };
+	mcd_rc rc;
 
 	buf[0] = '\0';
 	*len = 0;
 	*cas = 0;
-	/* On a result of our own: libmemcached frees an allocated one when the fetch ends. */
-	if (memcached_success(rc) && memcached_result_create(memc, &result)) {
-		while (memcached_fetch_result(memc, &result, &fetched)) {
-			*len = memcached_result_length(&result);
-			snprintf(buf, size, "%.*s", (int) (*len < size ? *len : size - 1), memcached_result_value(&result));
-			*cas = memcached_result_cas(&result);
-			found = true;
-		}
-		memcached_result_free(&result);
-		rc = fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
-	}
-	return rc == MEMCACHED_SUCCESS && !found ? MEMCACHED_NOTFOUND : rc;
+	rc = mcd_mget_each(memc, master, master_len, &key, &key_len, 1, take_version, &v);
+	return rc == MEMCACHED_SUCCESS && !v.found ? MEMCACHED_NOTFOUND : rc;
 }
 
 mcd_rc mcd_counter_step(memcached_st *memc, const char *master, size_t master_len, const char *key,
@@ -122,6 +153,11 @@ static mcd_rc get_value(struct mcd_client *client, const char *key, char **value
 		return rc;
 	}
 	*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
+	if (mrc != MEMCACHED_SUCCESS && mcd_connection_lost(client, call.memc, call.server, mrc)) {
+		/* A read changes nothing: once more, on a fresh connection. */
+		free(*value);
+		*value = memcached_get(call.memc, call.key, call.key_len, value_len, &flags, &mrc);
+	}
 	mcd_call_end(client, &call, mrc);
 	if (mrc != MEMCACHED_SUCCESS) {
 		free(*value);
@@ -233,6 +269,10 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 	}
 	rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, delta,
 		(time_t) mcd_wire_expiry(ttl, (long) time(NULL)), result);
+	if (delta == 0 && mcd_connection_lost(client, call.memc, call.server, rc)) {
+		/* A read (a step of 0 creates nothing): once more, on a fresh connection. */
+		rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, 0, 0, result);
+	}
 	return mcd_call_end(client, &call, rc);
 }
 
@@ -245,7 +285,12 @@ static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	return mcd_call_end(client, &call, memcached_touch(call.memc, call.key, call.key_len, expiry));
+	rc = memcached_touch(call.memc, call.key, call.key_len, expiry);
+	if (mcd_connection_lost(client, call.memc, call.server, rc)) {
+		/* Setting the same expiry twice is setting it once. */
+		rc = memcached_touch(call.memc, call.key, call.key_len, expiry);
+	}
+	return mcd_call_end(client, &call, rc);
 }
 
 /* A counter step without waiting: "add 0" creates a missing counter (and is refused
@@ -349,7 +394,8 @@ mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64
 {
 	uint64_t ignored;
 
-	if (!client->noreply.pool) {
+	/* A step of 0 is a read, and a read waits for its answer. */
+	if (!client->noreply.pool || delta == 0) {
 		return mcd_counter_add(client, key, delta, ttl, &ignored);
 	}
 	unsigned long started = mcd_now_us();

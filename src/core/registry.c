@@ -162,23 +162,16 @@ static void heartbeat_key(const char *node, void *arg)
 	}
 }
 
-/* Mark alive the listed nodes whose heartbeat the fetch brings. */
-static memcached_return_t read_heartbeats(memcached_st *memc, struct heartbeats *h)
+/* Mark alive the listed node whose heartbeat this is. */
+static mcd_rc mark_alive(const memcached_result_st *result, void *arg)
 {
-	memcached_result_st result;
-	memcached_return_t fetched = MEMCACHED_END;
+	struct heartbeats *h = arg;
 
-	if (!memcached_result_create(memc, &result)) {
-		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	for (size_t i = 0; i < h->count; i++) {
+		h->alive[i] = h->alive[i] || (memcached_result_key_length(result) == h->lens[i]
+			&& !memcmp(memcached_result_key_value(result), h->keys[i], h->lens[i]));
 	}
-	while (memcached_fetch_result(memc, &result, &fetched)) {
-		for (size_t i = 0; i < h->count; i++) {
-			h->alive[i] = h->alive[i] || (memcached_result_key_length(&result) == h->lens[i]
-				&& !memcmp(memcached_result_key_value(&result), h->keys[i], h->lens[i]));
-		}
-	}
-	memcached_result_free(&result);
-	return fetched == MEMCACHED_END || fetched == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : fetched;
+	return MEMCACHED_SUCCESS;
 }
 
 /* Write this node's heartbeat (living a whole lease), and drop from mcdnodes the listed nodes
@@ -201,10 +194,7 @@ static void beat_and_prune(struct mcd_client *client, const char *node, long lea
 	rc = memcached_set_by_key(call.memc, call.key, call.key_len, own, own_len, "1", 1, (time_t) lease_s, 0);
 	mcd_each_word(r->nodes, heartbeat_key, h);
 	if (memcached_success(rc) && h->count) {
-		rc = memcached_mget_by_key(call.memc, call.key, call.key_len, h->key_ptrs, h->lens, h->count);
-		if (memcached_success(rc)) {
-			rc = read_heartbeats(call.memc, h);
-		}
+		rc = mcd_mget_each(call.memc, call.key, call.key_len, h->key_ptrs, h->lens, h->count, mark_alive, h);
 	}
 	rc = mcd_call_end(client, &call, memcached_success(rc) ? MEMCACHED_SUCCESS : rc);
 	for (size_t i = 0; rc == MEMCACHED_SUCCESS && i < h->count; i++) {

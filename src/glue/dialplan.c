@@ -147,8 +147,8 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 	/* Counters live for ever unless the channel asks otherwise: the configured ttl is for values. */
 	opts = write_options(chan, 0);
 	live = mcd_live_get();
-	if (live && opts.noreply && mcd_client_has_noreply(live->client)) {
-		/* Nothing comes back to return: the value stays empty. */
+	if (live && opts.noreply && delta && mcd_client_has_noreply(live->client)) {
+		/* Nothing comes back to return: the value stays empty. A read (no step) waits. */
 		rc = mcd_counter_add_noreply(live->client, args.key, delta, opts.ttl);
 	} else if (live && (rc = mcd_counter_add(live->client, args.key, delta, opts.ttl, &value))
 		== MCD_SUCCESS) {
