@@ -29,9 +29,8 @@ _Static_assert(MEMCACHED_HASH_DEFAULT == 0 && MEMCACHED_HASH_MD5 == 1 && MEMCACH
 	&& MEMCACHED_HASH_FNV1A_32 == 6 && MEMCACHED_HASH_HSIEH == 7 && MEMCACHED_HASH_MURMUR == 8
 	&& MEMCACHED_HASH_JENKINS == 9, "hash_names in options.c must follow memcached_hash_t");
 
-/* Look a host name up once, now, so that no call ever waits on DNS. IPv4 first:
- * memcached as packaged listens on 127.0.0.1, and "localhost" also names ::1. */
-static int resolve(struct mcd_server *server, char *err, size_t errlen)
+/* IPv4 first: memcached as packaged listens on 127.0.0.1, and "localhost" also names ::1. */
+int mcd_server_resolve(struct mcd_server *server, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *found;
@@ -214,7 +213,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 		memcached_return_t rc;
 		char address[MCD_ADDRESS_LEN];
 
-		if (resolve(server, err, errlen)) {
+		if (mcd_server_resolve(server, err, errlen)) {
 			memcached_free(master);
 			goto failed;
 		}
@@ -659,6 +658,25 @@ static void stop_prober(struct mcd_client *client)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->thread, NULL);
 		p->running = false;
+	}
+}
+
+void mcd_client_adopt_health(struct mcd_client *client, struct mcd_client *from)
+{
+	for (unsigned int i = 0; i < client->settings.server_count; i++) {
+		for (unsigned int j = 0; from && j < from->settings.server_count; j++) {
+			char mine[MCD_ADDRESS_LEN], theirs[MCD_ADDRESS_LEN];
+
+			if (strcmp(mcd_server_address(&client->settings.servers[i], mine),
+				mcd_server_address(&from->settings.servers[j], theirs))) {
+				continue;
+			}
+			atomic_store(&client->health[i].faults, atomic_load(&from->health[j].faults));
+			atomic_store(&client->health[i].resting_until, atomic_load(&from->health[j].resting_until));
+			atomic_store(&client->health[i].probe_due, atomic_load(&from->health[j].probe_due));
+			atomic_store(&client->health[i].other_protocol, atomic_load(&from->health[j].other_protocol));
+			break;
+		}
 	}
 }
 

@@ -79,10 +79,18 @@ typedef void (*mcd_notice_fn)(const char *message);
 
 struct mcd_client;
 
-/*! Build a client (resolving host names now, connecting lazily) that counts into stats and
+/*! Build a client (resolving host names now, connecting lazily; see mcd_server_resolve) that counts into stats and
  * tells notice what it finds (either may be NULL). NULL and err on failure. */
 struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct mcd_stats *stats,
 	mcd_notice_fn notice, char *err, size_t errlen);
+
+/*! Look server's host name up now (a blocking lookup: never on a call's path) and put the
+ * numeric address in its place. 0, or -1 and err. Unix sockets need none. */
+int mcd_server_resolve(struct mcd_server *server, char *err, size_t errlen);
+
+/*! Take over what from (an older client, or NULL) knows of the health of the servers the two
+ * share, by address: a rebuilt client does not forget a resting server. */
+void mcd_client_adopt_health(struct mcd_client *client, struct mcd_client *from);
 
 /*! Free a client. No operation may be running on it. */
 void mcd_client_destroy(struct mcd_client *client);

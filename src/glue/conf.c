@@ -16,18 +16,23 @@
 
 #include "glue/internal.h"
 
-int mcd_conf_read(struct mcd_settings *settings)
+enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings)
 {
-	struct ast_flags flags = { 0 };
+	/* A reload of a file that did not change (FreePBX reloads on every Apply) does nothing:
+	 * the pools and what is known of the servers' health stay. */
+	struct ast_flags flags = { CONFIG_FLAG_FILEUNCHANGED };
 	struct ast_config *cfg = ast_config_load2(MCD_CONFIG_FILE, AST_MODULE, flags);
 	const char *category = NULL;
 	char err[256];
 	int bad = 0;
 
 	mcd_settings_defaults(settings);
+	if (cfg == CONFIG_STATUS_FILEUNCHANGED) {
+		return MCD_CONF_UNCHANGED;
+	}
 	if (cfg == CONFIG_STATUS_FILEINVALID) {
 		ast_log(LOG_ERROR, "%s cannot be parsed\n", MCD_CONFIG_FILE);
-		return -1;
+		return MCD_CONF_BAD;
 	}
 	if (!cfg) {
 		ast_log(LOG_NOTICE, "%s not found: using the defaults (server localhost:11211)\n",
@@ -60,7 +65,7 @@ int mcd_conf_read(struct mcd_settings *settings)
 		ast_log(LOG_ERROR, "%s: %s\n", MCD_CONFIG_FILE, err);
 		bad = 1;
 	}
-	return bad ? -1 : 0;
+	return bad ? MCD_CONF_BAD : MCD_CONF_READ;
 }
 
 void mcd_conf_log(const struct mcd_settings *settings)

@@ -543,11 +543,13 @@ int mcd_coordination_init(void)
 {
 	RAII_VAR(struct mcd_live *, live, mcd_live_get(), ao2_cleanup);
 
-	/* Named and leased by the settings, as on each reload. */
-	if (!live || !(coord = mcd_coord_create("", 1))) {
+	/* Named and leased by the settings, as on each reload (or once there is a client). */
+	if (!(coord = mcd_coord_create("", 1))) {
 		return -1;
 	}
-	mcd_coordination_configure(mcd_client_settings(live->client));
+	if (live) {
+		mcd_coordination_configure(mcd_client_settings(live->client));
+	}
 	ast_cond_init(&tick_cond, NULL);
 	stopping = 0;
 	if (ast_pthread_create_background(&ticker, NULL, tick_loop, NULL)) {

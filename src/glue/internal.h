@@ -39,17 +39,27 @@ struct mcd_live {
 /*! The live client with a reference held, or NULL when there is none (while unloading). */
 struct mcd_live *mcd_live_get(void);
 
-/*! Build a client from memcached.conf and make it the live one; on failure the old one stays. */
+/*! Read memcached.conf and hand its settings to the resolver, which builds the client and
+ * makes it the live one (waiting a moment for the first lookup). 0, also when the file has not
+ * changed (nothing is done); -1 when it cannot be used: then the old client stays. */
 int mcd_live_load(void);
+
+/*! Why calls cannot be served (no usable file, names that do not resolve), or "". */
+void mcd_live_problem(char *buf, size_t len);
 
 /*! The operation counts since load or "memcached reset stats": every client counts here. */
 struct mcd_stats *mcd_module_stats(void);
 
 /* --- conf.c --- */
 
-/*! Read memcached.conf into settings, logging each problem with its line. 0, or -1 when the
- * file cannot be used (a bad value, a broken file): then nothing should change. */
-int mcd_conf_read(struct mcd_settings *settings);
+enum mcd_conf_status {
+	MCD_CONF_READ,               /* settings hold the file's */
+	MCD_CONF_UNCHANGED,          /* the file is as it was at the last read: nothing to do */
+	MCD_CONF_BAD,                /* a bad value or a broken file: nothing should change */
+};
+
+/*! Read memcached.conf into settings, logging each problem with its line. */
+enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings);
 
 /*! Log, at verbose level 2, the settings a new client runs with. */
 void mcd_conf_log(const struct mcd_settings *settings);

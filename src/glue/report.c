@@ -20,8 +20,8 @@
 
 #include "glue/internal.h"
 
-/* Faults, resting servers and a full pool hit every call at once: the first is
- * logged, the rest within this many seconds are counted and told with the next. */
+/* Faults, resting servers, a full pool and a server's errors hit every call at once: the
+ * first is logged, the rest within this many seconds are counted and told with the next. */
 #define LOG_WINDOW_S 10
 
 static atomic_long window_opened_at;
@@ -72,14 +72,25 @@ void mcd_report_log(const char *what, const char *key, mcd_rc rc)
 	case MCD_OUTCOME_FAULT:
 	case MCD_OUTCOME_RESTING:
 	case MCD_OUTCOME_OVERLOAD:
+	case MCD_OUTCOME_ERROR:
+		/* A server's error (a refused login, say) or no servers at all hits every call too. */
 		if (!window_allows(&skipped)) {
 			return;
 		}
 		break;
 	case MCD_OUTCOME_REFUSED:
-	case MCD_OUTCOME_ERROR:
 	case MCD_OUTCOME_COUNT:
 		break;
+	}
+	if (rc == MCD_NO_SERVERS) {
+		char problem[300];
+
+		mcd_live_problem(problem, sizeof(problem));
+		if (*problem) {
+			ast_log(LOG_WARNING, "%s failed: MEMCACHED_NO_SERVERS: %s%s\n", what, problem,
+				skipped ? " (more failures not logged since the last line)" : "");
+			return;
+		}
 	}
 	if (key && !mcd_is_token(key, strlen(key))) {
 		/* Never copy control characters from a key into the log. */

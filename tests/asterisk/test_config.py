@@ -26,18 +26,53 @@ def test_unknown_option_is_logged_by_name_and_line_and_ignored(start_pbx, memcac
 
 @pytest.mark.parametrize("line, message", [
     ("ttl=abc", "line 3: ttl must be a whole number from 0 to 315360000, not 'abc'"),
+    ("timeout=soon", "line 3: timeout must be a whole number"),
     ("binary_proto=maybe", "line 3: binary_proto must be auto, yes or no, not 'maybe'"),
     ("server=127.0.0.1:99999", "line 3: port in '127.0.0.1:99999' is not a number from 1 to 65535"),
     ("hash=sha1", "line 3: hash 'sha1' is not one of"),
     ("prefixkey=a b", "line 3: prefixkey may not contain spaces or control characters"),
-    ("server=no-such-host.invalid", "cannot resolve server 'no-such-host.invalid'"),
 ])
-def test_bad_value_at_load_declines_with_one_clear_line(start_pbx, memcached, line, message):
+def test_bad_value_at_load_still_loads_and_every_call_gets_no_servers(start_pbx, memcached, line,
+                                                                      message):
     pbx = start_pbx(general("server=" + memcached.address, line))
-    assert not module_running(pbx)
+    # Loaded with everything registered: the dialplan reaches its end, with a result.
+    assert module_running(pbx)
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_NO_SERVERS"
+    assert pbx.app("mcdappend(k,v)")[1] == "MEMCACHED_NO_SERVERS"
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_NO_SERVERS")
     log = pbx.ast.log()
     assert message in log
-    assert "res_memcached not loaded: fix memcached.conf and load it again" in log
+    assert ("memcached.conf cannot be used (see the errors above): fix it and run "
+            "'module reload res_memcached'") in log
+    # The calls' warnings say why, once per window.
+    warnings = [l for l in log.splitlines() if "MEMCACHED_NO_SERVERS: memcached.conf cannot" in l]
+    assert len(warnings) == 1, warnings
+    # A fixed file, reloaded, serves calls.
+    pbx.reload(general("server=" + memcached.address))
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS"
+
+
+LATE_NAME = "mcd-late-dns.test"
+
+
+def test_a_name_that_resolves_only_after_boot_is_used_with_no_reload(start_pbx, memcached):
+    with open("/etc/hosts") as f:
+        hosts = f.read()
+    assert LATE_NAME not in hosts
+    try:
+        pbx = start_pbx(general("server=%s:%d" % (LATE_NAME, memcached.port), "prefixkey=" + PREFIX))
+        assert module_running(pbx)
+        assert pbx.app("mcdset(late,v)")[1] == "MEMCACHED_NO_SERVERS"
+        assert pbx.fn("${MCDCOUNTER(latecount,1)}") == ("", "MEMCACHED_NO_SERVERS")
+        assert "cannot resolve server '%s'" % LATE_NAME in pbx.ast.log()
+        with open("/etc/hosts", "a") as f:
+            f.write("127.0.0.1\t%s\n" % LATE_NAME)
+        pbx.ast.wait_for(lambda: pbx.app("mcdset(late,v)")[1] == "MEMCACHED_SUCCESS", limit=30)
+        assert Client(("127.0.0.1", memcached.port)).get(PREFIX + "late") == b"v"
+        assert "res_memcached: servers 127.0.0.1:%d;" % memcached.port in pbx.ast.log()
+    finally:
+        with open("/etc/hosts", "w") as f:
+            f.write(hosts)
 
 
 def test_no_config_file_loads_the_defaults(start_pbx):
@@ -130,3 +165,23 @@ def test_server_given_by_host_name_is_resolved(start_pbx, memcached):
     assert "res_memcached: servers 127.0.0.1:%d;" % memcached.port in pbx.ast.log()
     assert pbx.app("mcdset(byname,v)")[1] == "MEMCACHED_SUCCESS"
     assert Client(("127.0.0.1", memcached.port)).get(PREFIX + "byname") == b"v"
+
+
+def test_reload_of_an_unchanged_file_keeps_a_resting_server_resting(start_pbx):
+    from harness.servers import HungServer
+    hung = HungServer()
+    try:
+        pbx = start_pbx(general("server=" + hung.address, "timeout=300", "connect_timeout=300",
+                                "server_failure_limit=1", "retry_timeout=60"))
+        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_TIMEOUT")
+        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+        out = pbx.ast.cli("module reload res_memcached")
+        pbx.ast.wait_for(lambda: "memcached.conf unchanged, nothing to reload" in pbx.ast.log())
+        # Still resting: the next call fails at once instead of waiting for its timeout.
+        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED"), out
+        # A changed file that keeps the server keeps what is known of it.
+        pbx.reload(general("server=" + hung.address, "timeout=301", "connect_timeout=300",
+                           "server_failure_limit=1", "retry_timeout=60"))
+        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    finally:
+        hung.stop()
