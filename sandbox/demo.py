@@ -33,7 +33,7 @@ def main():
                 print("      -> " + line.split("DEMO: ", 1)[1])
         client = Client(("127.0.0.1", server.port))
         print("\nAn independent client (pymemcache) reads the same memcached:")
-        for key in ("greeting", "trunk1_calls", "last_caller", "last_hangup", "mcdgroup:trunks:trunk1"):
+        for key in ("greeting", "trunk1_calls", "last_caller", "last_hangup", "_mcd:group:trunks:trunk1"):
             print("  %-22s = %r" % (PREFIX + key, client.get(PREFIX + key)))
         if client.get(PREFIX + "greeting") != b"some text... and some more text":
             print("demo FAILED: unexpected greeting")

@@ -314,8 +314,8 @@ const char *mcd_pool_name(enum mcd_pool_kind kind)
 	return kind < MCD_POOL_KINDS ? names[kind] : "?";
 }
 
-mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out,
-	size_t *out_len)
+/* prefix + key into out, checked. */
+static mcd_rc prefixed_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len)
 {
 	switch (mcd_build_key(client->settings.prefix, client->prefix_len, key, out, out_len)) {
 	case MCD_KEY_IS_OK:
@@ -328,6 +328,24 @@ mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *ou
 		break;
 	}
 	return MEMCACHED_BAD_KEY_PROVIDED;
+}
+
+mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len)
+{
+	if (key && !strncmp(key, MCD_OWN_KEY_PREFIX, sizeof(MCD_OWN_KEY_PREFIX) - 1)) {
+		return MCD_KEY_RESERVED;
+	}
+	return prefixed_key(client, key, out, out_len);
+}
+
+mcd_rc mcd_client_own_key(const struct mcd_client *client, const char *name, char *out, size_t *out_len)
+{
+	char key[MCD_KEY_MAX + 1];
+
+	if ((size_t) snprintf(key, sizeof(key), "%s%s", MCD_OWN_KEY_PREFIX, name) >= sizeof(key)) {
+		return MCD_KEY_TOO_LONG;
+	}
+	return prefixed_key(client, key, out, out_len);
 }
 
 long mcd_monotonic_s(void)

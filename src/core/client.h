@@ -23,6 +23,10 @@
 #include "results.h"
 #include "stats.h"
 
+/* Where the module keeps its own keys (groups, locks, the registry), after the key prefix: a
+ * key the dialplan, the console or the manager names there is refused (MCD_KEY_RESERVED). */
+#define MCD_OWN_KEY_PREFIX "_mcd:"
+
 /* The most keys one mcd_mget reads. */
 #define MCD_MGET_MAX 64
 

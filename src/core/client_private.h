@@ -150,8 +150,12 @@ memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *po
 /*! Give back a connection taken from pool. */
 void mcd_give_back(struct mcd_pool *pool, memcached_st *memc);
 
-/*! prefix + key into out (MCD_KEY_MAX + 1 bytes), refusing what memcached could misread. */
+/*! prefix + key into out (MCD_KEY_MAX + 1 bytes), refusing what memcached could misread and
+ * keys in the module's own namespace. */
 mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len);
+
+/*! prefix + MCD_OWN_KEY_PREFIX + name into out: a key of the module's own. */
+mcd_rc mcd_client_own_key(const struct mcd_client *client, const char *name, char *out, size_t *out_len);
 
 /*! Whether calls track server health: not with remove_failed_servers or replicas, where
  * libmemcached moves to other servers itself and a rest-period would prevent that. */

@@ -174,9 +174,9 @@ mcd_rc mcd_group_key(const struct mcd_client *client, const char *category, cons
 		return strlen(category) > MCD_NAME_MAX || strlen(group) > MCD_NAME_MAX ? MCD_KEY_TOO_LONG
 			: MEMCACHED_BAD_KEY_PROVIDED;
 	}
-	snprintf(key, sizeof(key), "mcdgroup:%s:%s%s%s", category, group, suffix ? ":" : "",
+	snprintf(key, sizeof(key), "group:%s:%s%s%s", category, group, suffix ? ":" : "",
 		suffix ? suffix : "");
-	return mcd_client_key(client, key, out, len);
+	return mcd_client_own_key(client, key, out, len);
 }
 
 mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *coord, const char *category,

@@ -258,9 +258,9 @@ static bool correct(struct mcd_client *client, struct mcd_coord *coord, const ch
 	bool done = false;
 	mcd_rc rc;
 
-	snprintf(name, sizeof(name), "mcdgroupfix:%s:%s", category, group);
+	snprintf(name, sizeof(name), "groupfix:%s:%s", category, group);
 	if (mcd_group_key(client, category, group, NULL, call.key, &call.key_len) != MEMCACHED_SUCCESS
-		|| mcd_client_key(client, name, guard, &guard_len) != MEMCACHED_SUCCESS
+		|| mcd_client_own_key(client, name, guard, &guard_len) != MEMCACHED_SUCCESS
 		|| mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
 		return false;
 	}

@@ -30,8 +30,8 @@ static mcd_rc lock_key(const struct mcd_client *client, const char *name, char o
 	if (!mcd_coord_name_valid(name, true)) {
 		return strlen(name) > MCD_NAME_MAX ? MCD_KEY_TOO_LONG : MEMCACHED_BAD_KEY_PROVIDED;
 	}
-	snprintf(key, sizeof(key), "mcdlock:%s", name);
-	return mcd_client_key(client, key, out, len);
+	snprintf(key, sizeof(key), "lock:%s", name);
+	return mcd_client_own_key(client, key, out, len);
 }
 
 static void sleep_ms(long ms)

@@ -21,15 +21,15 @@
 /* Most nodes whose heartbeats one tick reads. */
 #define MAX_HEARTBEATS 128
 
-/* Begin a call on the registry's server, with the key of name (a list, or "mcdnode:NODE") in
+/* Begin a call on the registry's server, with the key of name (a list, or "node:NODE") in
  * key: mcdnodes' key, in call->key, places them all, so that one server holds the registry. */
 static mcd_rc registry_call(struct mcd_client *client, const char *name, struct mcd_call *call,
 	char key[MCD_KEY_MAX + 1], size_t *key_len)
 {
-	mcd_rc rc = mcd_client_key(client, "mcdnodes", call->key, &call->key_len);
+	mcd_rc rc = mcd_client_own_key(client, "nodes", call->key, &call->key_len);
 
 	if (rc == MEMCACHED_SUCCESS) {
-		rc = mcd_client_key(client, name, key, key_len);
+		rc = mcd_client_own_key(client, name, key, key_len);
 	}
 	return rc == MEMCACHED_SUCCESS ? mcd_call_begin(client, &client->main, call) : rc;
 }
@@ -64,10 +64,10 @@ mcd_rc mcd_registry_read(struct mcd_client *client, struct mcd_registry *r)
 	if (!r->nodes || !r->groups) {
 		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	}
-	if ((rc = read_list(client, "mcdnodes", r->nodes, &r->nodes_cas)) != MEMCACHED_SUCCESS) {
+	if ((rc = read_list(client, "nodes", r->nodes, &r->nodes_cas)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	return read_list(client, "mcdgroups", r->groups, &r->groups_cas);
+	return read_list(client, "groups", r->groups, &r->groups_cas);
 }
 
 void mcd_registry_free(struct mcd_registry *r)
@@ -154,8 +154,8 @@ static void heartbeat_key(const char *node, void *arg)
 	if (h->count >= MAX_HEARTBEATS || strlen(node) > MCD_NAME_MAX) {
 		return;
 	}
-	snprintf(name, sizeof(name), "mcdnode:%.*s", MCD_NAME_MAX, node);
-	if (mcd_client_key(h->client, name, h->keys[h->count], &h->lens[h->count]) == MEMCACHED_SUCCESS) {
+	snprintf(name, sizeof(name), "node:%.*s", MCD_NAME_MAX, node);
+	if (mcd_client_own_key(h->client, name, h->keys[h->count], &h->lens[h->count]) == MEMCACHED_SUCCESS) {
 		snprintf(h->nodes[h->count], sizeof(h->nodes[h->count]), "%.*s", MCD_NAME_MAX, node);
 		h->key_ptrs[h->count] = h->keys[h->count];
 		h->count++;
@@ -185,7 +185,7 @@ static void beat_and_prune(struct mcd_client *client, const char *node, long lea
 	size_t own_len, used = 0;
 	mcd_rc rc;
 
-	snprintf(name, sizeof(name), "mcdnode:%s", node);
+	snprintf(name, sizeof(name), "node:%s", node);
 	if (!h || registry_call(client, name, &call, own, &own_len) != MEMCACHED_SUCCESS) {
 		free(h);
 		return;
@@ -203,7 +203,7 @@ static void beat_and_prune(struct mcd_client *client, const char *node, long lea
 		}
 	}
 	if (rc == MEMCACHED_SUCCESS) {
-		unlist(client, "mcdnodes", r->nodes, r->nodes_cas, h->gone);
+		unlist(client, "nodes", r->nodes, r->nodes_cas, h->gone);
 	}
 	free(h);
 }
@@ -215,16 +215,16 @@ void mcd_registry_keep(struct mcd_client *client, struct mcd_coord *coord, const
 	mcd_coord_node(coord, node + 1, sizeof(node) - 1);
 	beat_and_prune(client, node + 1, mcd_coord_lease(coord), r);
 	if (!mcd_listed(r->nodes, node + 1)) {
-		enlist(client, "mcdnodes", node);
+		enlist(client, "nodes", node);
 	}
 }
 
 void mcd_registry_enlist_groups(struct mcd_client *client, const char *words)
 {
-	enlist(client, "mcdgroups", words);
+	enlist(client, "groups", words);
 }
 
 void mcd_registry_unlist_groups(struct mcd_client *client, const struct mcd_registry *r, const char *words)
 {
-	unlist(client, "mcdgroups", r->groups, r->groups_cas, words);
+	unlist(client, "groups", r->groups, r->groups_cas, words);
 }

@@ -82,6 +82,7 @@ const char *mcd_rc_name(mcd_rc rc)
 	case MCD_GROUP_FULL: return "MEMCACHED_GROUP_FULL";
 	case MCD_LOCK_BUSY: return "MEMCACHED_LOCK_BUSY";
 	case MCD_NOT_LOCKED: return "MEMCACHED_NOT_LOCKED";
+	case MCD_KEY_RESERVED: return "MEMCACHED_KEY_RESERVED";
 	}
 	return "MEMCACHED_UNKNOWN_RESULT";
 }
@@ -110,6 +111,7 @@ enum mcd_outcome mcd_rc_outcome(mcd_rc rc)
 	case MCD_KEY_TOO_LONG:
 	case MCD_VALUE_TOO_LONG:
 	case MCD_BAD_INCREMENT:
+	case MCD_KEY_RESERVED:
 		return MCD_OUTCOME_REFUSED;
 	case MEMCACHED_TIMEOUT:
 	case MEMCACHED_CONNECTION_FAILURE:

@@ -39,7 +39,8 @@ enum {
 	MCD_GROUP_FULL,              /* the group already has its limit of members */
 	MCD_LOCK_BUSY,               /* another holder kept the lock (for the whole wait) */
 	MCD_NOT_LOCKED,              /* an unlock of a lock not held: expired, or another's */
-	MCD_OWN_RESULT_LAST = MCD_NOT_LOCKED,
+	MCD_KEY_RESERVED,            /* a key in the module's own namespace (see MCD_OWN_KEY_PREFIX) */
+	MCD_OWN_RESULT_LAST = MCD_KEY_RESERVED,
 };
 
 /* What a result says about the call and the server. */

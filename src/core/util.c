@@ -159,7 +159,9 @@ void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg),
 
 		p += strspn(p, " ");
 		len = strcspn(p, " ");
-		if (len && len < sizeof(word)) {
+		/* A word with control bytes (any client can write the lists) never reaches a
+		 * manager event, the console or the log. */
+		if (len && len < sizeof(word) && mcd_is_token(p, len)) {
 			memcpy(word, p, len);
 			word[len] = '\0';
 			visit(word, arg);

@@ -215,7 +215,7 @@ def test_locks_serialize_800_increments_on_two_asterisks(servers, figures):
     assert client.get(PREFIX + "lock_failures") == b""
     assert client.get(PREFIX + "locked_value") == b"800"
     # Every lock was released: none is left.
-    assert client.get(PREFIX + "mcdlock:increments") is None
+    assert client.get(PREFIX + "_mcd:lock:increments") is None
     figures("MCDLOCK: 40 channels on two Asterisks, 20 locked read-and-increment rounds each: "
             "value 800 exact, in %.1f s" % (time.monotonic() - started))
 
@@ -224,7 +224,7 @@ def test_an_expired_lock_taken_by_another_is_not_released_by_its_old_owner(serve
     server, start, _ = servers
     ast = start("east")
     client = Client(server.client_address)
-    key = PREFIX + "mcdlock:stale"
+    key = PREFIX + "_mcd:lock:stale"
     ast.cli("dialplan set global LOCK_NAME stale")
     ast.cli("dialplan set global LOCK_TTL 1")
     ast.cli("dialplan set global LOCK_HOLD 4")
@@ -249,16 +249,16 @@ def test_a_lock_ends_with_its_channel_and_trylock_never_waits(servers, figures):
     client = Client(server.client_address)
     # Taken and never released: gone when the channel ends.
     assert pbx.steps(["Set(L=${MCDLOCK(ends)})"], "${L}") == ("1", "MEMCACHED_SUCCESS")
-    pbx.ast.wait_for(lambda: client.get(PREFIX + "mcdlock:ends") is None)
+    pbx.ast.wait_for(lambda: client.get(PREFIX + "_mcd:lock:ends") is None)
     # Held by another: MCDTRYLOCK answers at once, MCDLOCK after lock_wait.
-    client.set(PREFIX + "mcdlock:held", b"someone else")
+    client.set(PREFIX + "_mcd:lock:held", b"someone else")
     assert pbx.steps(["Set(L=${MCDTRYLOCK(held)})"], "${L}") == ("0", "MEMCACHED_LOCK_BUSY")
     tried = pbx.elapsed
     assert pbx.steps(["Set(L=${MCDLOCK(held)})"], "${L}") == ("0", "MEMCACHED_LOCK_BUSY")
     figures("a lock held elsewhere: MCDTRYLOCK answered after %.3f s, MCDLOCK with lock_wait=2000 "
             "after %.3f s" % (tried, pbx.elapsed))
     assert pbx.steps(["Set(U=${MCDUNLOCK(held)})"], "${U}") == ("0", "MEMCACHED_NOT_LOCKED")
-    assert client.get(PREFIX + "mcdlock:held") == b"someone else"
+    assert client.get(PREFIX + "_mcd:lock:held") == b"someone else"
     # Taken twice by the same channel: held, as with LOCK().
     assert pbx.steps(["Set(A=${MCDLOCK(twice)})", "Set(B=${MCDLOCK(twice)})"], "${A}${B}") \
         == ("11", "MEMCACHED_SUCCESS")

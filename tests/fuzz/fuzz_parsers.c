@@ -26,7 +26,7 @@ static void take_word(const char *word, void *arg)
 {
 	struct visited *v = arg;
 
-	CHECK(word[0] && !strchr(word, ' ') && strlen(word) <= MCD_KEY_MAX);
+	CHECK(word[0] && mcd_is_token(word, strlen(word)) && strlen(word) <= MCD_KEY_MAX);
 	v->used += (size_t) snprintf(v->words + v->used, sizeof(v->words) - v->used, "%s%s", v->count++ ? " " : "",
 		word);
 }
@@ -39,7 +39,8 @@ static void take_entry(const char *category, const char *group, void *arg)
 	v->count++;
 }
 
-/* The list's words, split by hand: each run of bytes other than ' ', up to MCD_KEY_MAX long. */
+/* The list's words, split by hand: each run of bytes other than ' ', up to MCD_KEY_MAX long,
+ * with no control bytes. */
 static void reference_words(const char *list, const char *word, struct visited *v, bool *listed,
 	unsigned int *entries)
 {
@@ -50,7 +51,7 @@ static void reference_words(const char *list, const char *word, struct visited *
 	snprintf(copy, sizeof(copy), "%s", list);
 	for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
 		*listed = *listed || (word[0] && !strcmp(w, word));
-		if (strlen(w) <= MCD_KEY_MAX) {
+		if (strlen(w) <= MCD_KEY_MAX && mcd_is_token(w, strlen(w))) {
 			take_word(w, v);
 			*entries += strchr(w, ':') != NULL;
 		}
