@@ -22,6 +22,8 @@
 
 #include "asterisk.h"
 
+#include <inttypes.h>
+
 #include "asterisk/module.h"
 #include "asterisk/res_prometheus.h"
 #include "asterisk/strings.h"
@@ -93,7 +95,7 @@ static void operations(const struct mcd_metrics *m, struct ast_str **out)
 	}
 	for (unsigned int i = 0; i < m->op_count; i++) {
 		for (unsigned int r = 0; r < m->ops[i].result_count; r++) {
-			struct prometheus_metric *s = family_add(&f, "%lu", m->ops[i].results[r].calls);
+			struct prometheus_metric *s = family_add(&f, "%" PRIu64, m->ops[i].results[r].calls);
 
 			PROMETHEUS_METRIC_SET_LABEL(s, 0, "operation", m->ops[i].name);
 			PROMETHEUS_METRIC_SET_LABEL(s, 1, "result", m->ops[i].results[r].name);
@@ -104,7 +106,8 @@ static void operations(const struct mcd_metrics *m, struct ast_str **out)
 }
 
 /* A histogram: res_prometheus formats counters and gauges only, so its lines are written
- * here, in the text format's rules (cumulative buckets, +Inf equal to _count). */
+ * here, in the text format's rules (cumulative buckets, +Inf equal to _count: the snapshot
+ * takes the count from the buckets themselves). */
 static void durations(const struct mcd_metrics *m, struct ast_str **out)
 {
 	static const char name[] = "asterisk_memcached_operation_seconds";
@@ -113,14 +116,16 @@ static void durations(const struct mcd_metrics *m, struct ast_str **out)
 		"it around its memcached call.\n# TYPE %s histogram\n", name, name);
 	for (unsigned int i = 0; i < m->op_count; i++) {
 		const struct mcd_metrics_op *op = &m->ops[i];
+		const char *operation = op->name;
 
 		for (int b = 0; b < MCD_METRICS_BUCKETS; b++) {
-			ast_str_append(out, 0, "%s_bucket{operation=\"%s\",le=\"%g\"} %lu\n", name, op->name,
+			ast_str_append(out, 0, "%s_bucket{operation=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, operation,
 				m->bucket_us[b] / 1e6, op->at_most[b]);
 		}
-		ast_str_append(out, 0, "%s_bucket{operation=\"%s\",le=\"+Inf\"} %lu\n", name, op->name, op->calls);
-		ast_str_append(out, 0, "%s_sum{operation=\"%s\"} %.6f\n", name, op->name, op->total_us / 1e6);
-		ast_str_append(out, 0, "%s_count{operation=\"%s\"} %lu\n", name, op->name, op->calls);
+		ast_str_append(out, 0, "%s_bucket{operation=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, operation,
+			op->calls);
+		ast_str_append(out, 0, "%s_sum{operation=\"%s\"} %.6f\n", name, operation, op->total_us / 1e6);
+		ast_str_append(out, 0, "%s_count{operation=\"%s\"} %" PRIu64 "\n", name, operation, op->calls);
 	}
 }
 

@@ -12,6 +12,9 @@
 
 #include "stats.h"
 
+_Static_assert(sizeof(((struct mcd_op_stats *) 0)->calls) == 8, "counts of 64 bits on every build");
+_Static_assert(sizeof(((struct mcd_op_stats *) 0)->total_us) == 8, "sums of 64 bits on every build");
+
 const char *mcd_op_name(enum mcd_op op)
 {
 	static const char *const names[MCD_OP_COUNT] = {
@@ -42,7 +45,7 @@ unsigned long mcd_time_bucket_us(int i)
 mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc)
 {
 	struct mcd_op_stats *s;
-	unsigned long took, worst;
+	uint64_t took, worst;
 
 	if (!stats) {
 		return rc;
@@ -52,8 +55,8 @@ mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long s
 	atomic_fetch_add(&s->calls, 1);
 	atomic_fetch_add(&s->by_result[mcd_result_slot(rc)], 1);
 	atomic_fetch_add(&s->total_us, took);
-	for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
-		if (took <= bucket_us[i]) {
+	for (int i = 0; i <= MCD_TIME_BUCKETS; i++) {
+		if (i == MCD_TIME_BUCKETS || took <= bucket_us[i]) {
 			atomic_fetch_add(&s->by_time[i], 1);
 			break;
 		}
@@ -64,13 +67,26 @@ mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long s
 	return rc;
 }
 
-void mcd_stats_outcomes(const struct mcd_op_stats *stats, unsigned long *out)
+uint64_t mcd_stats_histogram(const struct mcd_op_stats *stats, uint64_t at_most[MCD_TIME_BUCKETS])
+{
+	uint64_t below = 0;
+
+	/* Not calls, which a call counts before its bucket: each total here is a sum of what was
+	 * read, so no bucket exceeds the next, nor the last the count, whatever ran meanwhile. */
+	for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
+		below += atomic_load(&stats->by_time[i]);
+		at_most[i] = below;
+	}
+	return below + atomic_load(&stats->by_time[MCD_TIME_BUCKETS]);
+}
+
+void mcd_stats_outcomes(const struct mcd_op_stats *stats, uint64_t *out)
 {
 	for (int i = 0; i < MCD_OUTCOME_COUNT; i++) {
 		out[i] = 0;
 	}
 	for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
-		unsigned long n = atomic_load(&stats->by_result[slot]);
+		uint64_t n = atomic_load(&stats->by_result[slot]);
 
 		if (n) {
 			out[mcd_rc_outcome(mcd_result_of_slot(slot))] += n;
@@ -89,7 +105,7 @@ void mcd_stats_reset(struct mcd_stats *stats)
 		for (int i = 0; i < MCD_RESULT_SLOTS; i++) {
 			atomic_store(&s->by_result[i], 0);
 		}
-		for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
+		for (int i = 0; i <= MCD_TIME_BUCKETS; i++) {
 			atomic_store(&s->by_time[i], 0);
 		}
 	}

@@ -11,6 +11,8 @@
 #ifndef MCD_STATS_H
 #define MCD_STATS_H
 
+#include <stdint.h>
+
 #include "results.h"
 
 /* The kinds of operation that are counted. */
@@ -33,13 +35,15 @@ enum mcd_op {
 /* Bounds of the time buckets: calls that took at most 100 us, 250 us, ... 2.5 s. */
 #define MCD_TIME_BUCKETS 14
 
+/* 64 bits each, also where long has 32 (armhf, i386): a busy server passes 2^32 calls in weeks,
+ * and 2^32 microseconds of summed time in hours. */
 struct mcd_op_stats {
-	_Atomic unsigned long calls;
-	_Atomic unsigned long by_result[MCD_RESULT_SLOTS];
-	_Atomic unsigned long total_us;
-	_Atomic unsigned long worst_us;
-	_Atomic unsigned long by_time[MCD_TIME_BUCKETS];  /* calls in each bucket (the last bound's
-	                                                   * overflow: calls minus their sum) */
+	_Atomic uint64_t calls;
+	_Atomic uint64_t by_result[MCD_RESULT_SLOTS];
+	_Atomic uint64_t total_us;
+	_Atomic uint64_t worst_us;
+	_Atomic uint64_t by_time[MCD_TIME_BUCKETS + 1];  /* calls in each bucket, then those that
+	                                                  * took longer than the last bound */
 };
 
 /* Shared by every client built while the module is loaded, so a reload keeps them. */
@@ -59,8 +63,14 @@ mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long s
 /*! The upper bound of time bucket i, in microseconds. */
 unsigned long mcd_time_bucket_us(int i);
 
+/*! One op's times as a consistent histogram, whatever is counted or reset meanwhile: at_most[i]
+ * gets the calls that took at most bucket i's bound (cumulative, never decreasing as i grows).
+ * Returns the calls timed in all, never fewer than at_most[MCD_TIME_BUCKETS - 1]: the +Inf
+ * bucket and the count. Each bucket is read once; the calls count is not read. */
+uint64_t mcd_stats_histogram(const struct mcd_op_stats *stats, uint64_t at_most[MCD_TIME_BUCKETS]);
+
 /*! The calls of one op by outcome (mcd_rc_outcome of each result): out has MCD_OUTCOME_COUNT. */
-void mcd_stats_outcomes(const struct mcd_op_stats *stats, unsigned long *out);
+void mcd_stats_outcomes(const struct mcd_op_stats *stats, uint64_t *out);
 
 /*! Zero every count. */
 void mcd_stats_reset(struct mcd_stats *stats);

@@ -187,7 +187,8 @@ static int ami_status(struct mansession *s, const struct message *m)
 	}
 	for (int op = 0; op < MCD_OP_COUNT; op++, events++) {
 		const struct mcd_op_stats *st = &mcd_module_stats()->ops[op];
-		unsigned long calls = st->calls, outcomes[MCD_OUTCOME_COUNT];
+		unsigned long calls = st->calls;
+		uint64_t outcomes[MCD_OUTCOME_COUNT];
 
 		mcd_stats_outcomes(st, outcomes);
 		status_event(s, id, "MemcachedOperation");
@@ -199,7 +200,7 @@ static int ami_status(struct mansession *s, const struct message *m)
 		for (int outcome = 0; outcome < MCD_OUTCOME_COUNT; outcome++) {
 			const char *name = mcd_outcome_name(outcome);
 
-			astman_append(s, "%c%s: %lu\r\n", toupper(name[0]), name + 1, outcomes[outcome]);
+			astman_append(s, "%c%s: %" PRIu64 "\r\n", toupper(name[0]), name + 1, outcomes[outcome]);
 		}
 		astman_append(s, "\r\n");
 	}

@@ -27,18 +27,13 @@ _Static_assert(MCD_METRICS_POOLS == MCD_POOL_KINDS, "every pool");
 
 static void take_op(struct mcd_metrics_op *out, enum mcd_op op, const struct mcd_op_stats *s)
 {
-	unsigned long below = 0;
-
 	out->name = mcd_op_name(op);
-	out->calls = atomic_load(&s->calls);
+	/* The count comes with the buckets, so that the histogram holds in every scrape. */
+	out->calls = mcd_stats_histogram(s, out->at_most);
 	out->total_us = atomic_load(&s->total_us);
-	for (int i = 0; i < MCD_TIME_BUCKETS; i++) {
-		below += atomic_load(&s->by_time[i]);
-		out->at_most[i] = below;
-	}
 	out->result_count = 0;
 	for (int slot = 0; slot < MCD_RESULT_SLOTS; slot++) {
-		unsigned long n = atomic_load(&s->by_result[slot]);
+		uint64_t n = atomic_load(&s->by_result[slot]);
 		mcd_rc rc = mcd_result_of_slot(slot);
 
 		if (n) {

@@ -13,6 +13,8 @@
 #ifndef MCD_GLUE_METRICS_H
 #define MCD_GLUE_METRICS_H
 
+#include <stdint.h>
+
 #define MCD_METRICS_OPS 16
 #define MCD_METRICS_RESULTS 64
 #define MCD_METRICS_BUCKETS 14
@@ -22,14 +24,14 @@
 struct mcd_metrics_result {
 	const char *name;            /* as in MCDRESULT */
 	const char *outcome;         /* answer, refused, error, fault, resting, overload */
-	unsigned long calls;
+	uint64_t calls;
 };
 
 struct mcd_metrics_op {
 	const char *name;            /* get, set, ... as in "memcached show stats" */
-	unsigned long calls;
-	unsigned long total_us;
-	unsigned long at_most[MCD_METRICS_BUCKETS];  /* calls that took at most bucket_us[i] */
+	uint64_t calls;              /* calls timed: never fewer than at_most's last (+Inf, _count) */
+	uint64_t total_us;
+	uint64_t at_most[MCD_METRICS_BUCKETS];  /* calls that took at most bucket_us[i], cumulative */
 	unsigned int result_count;
 	struct mcd_metrics_result results[MCD_METRICS_RESULTS];  /* those with calls only */
 };

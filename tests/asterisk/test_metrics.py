@@ -194,3 +194,67 @@ def test_res_memcached_loads_and_works_without_res_prometheus(start_pbx, memcach
     assert "Running" in pbx.ast.cli("module show like res_memcached.so")
     assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS", out
     assert MODULES.count("res_prometheus.so") == 0
+
+
+def histogram_faults(text):
+    """What is wrong with the histogram in a scrape: per operation, buckets that decrease as le
+    grows, or a +Inf bucket that differs from _count."""
+    found = samples(text)
+    faults = []
+    for operation in sorted({dict(labels)["operation"] for (name, labels) in found
+                             if name == "asterisk_memcached_operation_seconds_count"}):
+        buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in found.items()
+                         if name == "asterisk_memcached_operation_seconds_bucket"
+                         and dict(labels)["operation"] == operation)
+        counts = [v for _, v in buckets]
+        count = value(found, "asterisk_memcached_operation_seconds_count", operation=operation)
+        if len(buckets) != 15 or buckets[-1][0] != float("inf"):
+            faults.append("%s: buckets %r" % (operation, buckets))
+        elif counts != sorted(counts) or counts[-1] != count:
+            faults.append("%s: buckets %r, count %d" % (operation, buckets, count))
+    return faults
+
+
+SCRAPES_UNDER_LOAD = 3000
+
+
+def test_every_scrape_under_load_holds_a_consistent_histogram(scraped, figures):
+    pbx, _, _ = scraped
+    ast = pbx.ast
+    # Channels that read and write until they are hung up, while two threads scrape.
+    ast.cli("dialplan set global READS 100000000")
+    ast.cli("dialplan set global FILL_N 100000000")
+    ast.cli("dialplan set global FILL_PREFIX load_")
+    for n in range(6):
+        ast.cli("channel originate Local/reads-%d@tests application Wait 0" % n)
+    for _ in range(2):
+        ast.cli("channel originate Local/fill@tests application Wait 0")
+    checked, faults, lock = [0], [], threading.Lock()
+    deadline = time.monotonic() + 600
+
+    def scraper():
+        while time.monotonic() < deadline:
+            with lock:
+                if checked[0] >= SCRAPES_UNDER_LOAD:
+                    return
+            found = histogram_faults(ast.scrape() or "")
+            with lock:
+                checked[0] += 1
+                faults.extend(found)
+
+    threads = [threading.Thread(target=scraper) for _ in range(2)]
+    started = samples(ast.scrape())
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    finished = samples(ast.scrape())
+    ast.cli("channel request hangup all")
+    made = sum(value(finished, "asterisk_memcached_operation_seconds_count", operation=op)
+               - value(started, "asterisk_memcached_operation_seconds_count", operation=op)
+               for op in ("get", "set"))
+    figures("metrics: %d scrapes under %d operations made meanwhile, %d inconsistent histograms"
+            % (checked[0], made, len(faults)))
+    assert checked[0] >= SCRAPES_UNDER_LOAD
+    assert made > 0
+    assert faults == [], faults[:5]

@@ -570,7 +570,7 @@ static void outcomes_classify_every_kind_of_result(void **state)
 static void stats_count_results_and_outcomes(void **state)
 {
 	struct mcd_stats stats;
-	unsigned long outcomes[MCD_OUTCOME_COUNT];
+	uint64_t outcomes[MCD_OUTCOME_COUNT];
 
 	mcd_stats_reset(&stats);
 	mcd_stats_record(&stats, MCD_OP_GET, mcd_now_us(), MCD_SUCCESS);
@@ -1201,6 +1201,69 @@ static void unresolvable_server_fails_at_creation(void **state)
 	assert_non_null(strstr(err, "cannot resolve server 'no-such-host.invalid'"));
 }
 
+/* --- stats: the histogram read while other threads count --- */
+
+#define HISTOGRAM_WRITERS 2
+#define HISTOGRAM_RECORDS 200000
+
+struct histogram_race {
+	struct mcd_stats stats;
+	_Atomic int writing;        /* writers still counting */
+};
+
+static void *record_calls(void *arg)
+{
+	/* Calls that started 0 us, 300 us, 7 ms and 3 s ago: three buckets and past the last bound. */
+	static const unsigned long ago_us[] = { 0, 300, 7000, 3000000 };
+	struct histogram_race *race = arg;
+
+	for (unsigned long i = 0; i < HISTOGRAM_RECORDS; i++) {
+		mcd_stats_record(&race->stats, MCD_OP_GET, mcd_now_us() - ago_us[i % 4], MCD_SUCCESS);
+	}
+	race->writing--;
+	return NULL;
+}
+
+static void stats_histogram_is_consistent_while_calls_are_counted(void **state)
+{
+	static struct histogram_race race;
+	const uint64_t calls = (uint64_t) HISTOGRAM_WRITERS * HISTOGRAM_RECORDS;
+	pthread_t writers[HISTOGRAM_WRITERS];
+	uint64_t at_most[MCD_TIME_BUCKETS], total, outcomes[MCD_OUTCOME_COUNT];
+	unsigned long reads = 0, inconsistent = 0;
+
+	mcd_stats_reset(&race.stats);
+	race.writing = HISTOGRAM_WRITERS;
+	for (int i = 0; i < HISTOGRAM_WRITERS; i++) {
+		assert_int_equal(pthread_create(&writers[i], NULL, record_calls, &race), 0);
+	}
+	/* Every read, whatever was counted meanwhile: buckets never decrease, +Inf holds them all. */
+	while (race.writing) {
+		total = mcd_stats_histogram(&race.stats.ops[MCD_OP_GET], at_most);
+		for (int i = 1; i < MCD_TIME_BUCKETS; i++) {
+			inconsistent += at_most[i] < at_most[i - 1];
+		}
+		inconsistent += total < at_most[MCD_TIME_BUCKETS - 1];
+		reads++;
+	}
+	for (int i = 0; i < HISTOGRAM_WRITERS; i++) {
+		pthread_join(writers[i], NULL);
+	}
+	printf("histogram: %lu reads under %llu calls counted, %lu inconsistent\n", reads,
+		(unsigned long long) calls, inconsistent);
+	assert_int_equal(inconsistent, 0);
+	total = mcd_stats_histogram(&race.stats.ops[MCD_OP_GET], at_most);
+	assert_int_equal(total, calls);
+	assert_int_equal(race.stats.ops[MCD_OP_GET].calls, calls);
+	/* The calls of 3 s are past the last bound (2.5 s): in +Inf only. */
+	assert_int_equal(at_most[MCD_TIME_BUCKETS - 1], calls / 4 * 3);
+	mcd_stats_outcomes(&race.stats.ops[MCD_OP_GET], outcomes);
+	assert_int_equal(outcomes[MCD_OUTCOME_ANSWER], calls);
+	/* Sums go past 2^32 microseconds (71 minutes), on every build. */
+	assert_true(race.stats.ops[MCD_OP_GET].total_us >= calls / 4 * 3000000);
+	assert_true(race.stats.ops[MCD_OP_GET].total_us > UINT32_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1249,6 +1312,7 @@ int main(void)
 		cmocka_unit_test(a_node_without_heartbeat_leaves_the_node_list),
 		cmocka_unit_test(a_group_listed_twice_is_reconciled_once_a_tick),
 		cmocka_unit_test(unresolvable_server_fails_at_creation),
+		cmocka_unit_test(stats_histogram_is_consistent_while_calls_are_counted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
