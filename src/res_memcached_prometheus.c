@@ -31,6 +31,85 @@
 
 #include "glue/metrics.h"
 
+/* The length of the valid UTF-8 character at p (RFC 3629: no overlong forms, no surrogates),
+ * or 0 when p starts none. Reads no further than a NUL. */
+static size_t utf8_length(const unsigned char *p)
+{
+	unsigned char low = 0x80, high = 0xbf;  /* the second byte's range */
+	size_t len;
+
+	if (*p < 0x80) {
+		return 1;
+	} else if (*p >= 0xc2 && *p <= 0xdf) {
+		len = 2;
+	} else if (*p >= 0xe0 && *p <= 0xef) {
+		len = 3;
+		low = *p == 0xe0 ? 0xa0 : 0x80;
+		high = *p == 0xed ? 0x9f : 0xbf;
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		len = 4;
+		low = *p == 0xf0 ? 0x90 : 0x80;
+		high = *p == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (p[1] < low || p[1] > high) {
+		return 0;
+	}
+	for (size_t i = 2; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80) {
+			return 0;
+		}
+	}
+	return len;
+}
+
+/* The one place that decides how a label value is written: value as the text exposition format
+ * wants it, into buf of size bytes. Backslash, double quote and newline are escaped (\\, \", \n);
+ * a byte that starts no valid UTF-8 character becomes U+FFFD, as one bad label fails the whole
+ * scrape. What does not fit is left out by whole characters: an escape is never cut in two. */
+static const char *label_value(char *buf, size_t size, const char *value)
+{
+	const unsigned char *p = (const unsigned char *) value;
+	size_t used = 0;
+
+	while (*p) {
+		char piece[4];
+		size_t len = utf8_length(p), n;
+
+		if (*p == '\\' || *p == '"' || *p == '\n') {
+			piece[0] = '\\';
+			piece[1] = *p == '\n' ? 'n' : (char) *p;
+			n = 2;
+			len = 1;
+		} else if (len) {
+			memcpy(piece, p, len);
+			n = len;
+		} else {
+			memcpy(piece, "\xef\xbf\xbd", 3);
+			n = 3;
+			len = 1;
+		}
+		if (used + n >= size) {
+			break;
+		}
+		memcpy(buf + used, piece, n);
+		used += n;
+		p += len;
+	}
+	if (size) {
+		buf[used] = '\0';
+	}
+	return buf;
+}
+
+/* Label i of a series: every label of every series goes through label_value. */
+static void set_label(struct prometheus_metric *series, int i, const char *name, const char *value)
+{
+	ast_copy_string(series->labels[i].name, name, sizeof(series->labels[i].name));
+	label_value(series->labels[i].value, sizeof(series->labels[i].value), value);
+}
+
 /* Series that share a name, help and type, printed as one family. */
 struct family {
 	struct prometheus_metric *series;
@@ -97,9 +176,9 @@ static void operations(const struct mcd_metrics *m, struct ast_str **out)
 		for (unsigned int r = 0; r < m->ops[i].result_count; r++) {
 			struct prometheus_metric *s = family_add(&f, "%" PRIu64, m->ops[i].results[r].calls);
 
-			PROMETHEUS_METRIC_SET_LABEL(s, 0, "operation", m->ops[i].name);
-			PROMETHEUS_METRIC_SET_LABEL(s, 1, "result", m->ops[i].results[r].name);
-			PROMETHEUS_METRIC_SET_LABEL(s, 2, "outcome", m->ops[i].results[r].outcome);
+			set_label(s, 0, "operation", m->ops[i].name);
+			set_label(s, 1, "result", m->ops[i].results[r].name);
+			set_label(s, 2, "outcome", m->ops[i].results[r].outcome);
 		}
 	}
 	family_print(&f, out);
@@ -116,8 +195,9 @@ static void durations(const struct mcd_metrics *m, struct ast_str **out)
 		"it around its memcached call.\n# TYPE %s histogram\n", name, name);
 	for (unsigned int i = 0; i < m->op_count; i++) {
 		const struct mcd_metrics_op *op = &m->ops[i];
-		const char *operation = op->name;
+		char operation[PROMETHEUS_MAX_LABEL_LENGTH];
 
+		label_value(operation, sizeof(operation), op->name);
 		for (int b = 0; b < MCD_METRICS_BUCKETS; b++) {
 			ast_str_append(out, 0, "%s_bucket{operation=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, operation,
 				m->bucket_us[b] / 1e6, op->at_most[b]);
@@ -143,13 +223,12 @@ static void servers(const struct mcd_metrics *m, struct ast_str **out)
 		ast_free(faults.series);
 		return;
 	}
-	/* PROMETHEUS_METRIC_SET_LABEL names its metric twice: each series is added first. */
 	for (unsigned int i = 0; i < m->server_count; i++) {
 		struct prometheus_metric *is_up = family_add(&up, "%d", m->servers[i].up);
 		struct prometheus_metric *in_a_row = family_add(&faults, "%u", m->servers[i].faults);
 
-		PROMETHEUS_METRIC_SET_LABEL(is_up, 0, "server", m->servers[i].address);
-		PROMETHEUS_METRIC_SET_LABEL(in_a_row, 0, "server", m->servers[i].address);
+		set_label(is_up, 0, "server", m->servers[i].address);
+		set_label(in_a_row, 0, "server", m->servers[i].address);
 	}
 	family_print(&up, out);
 	family_print(&faults, out);
@@ -177,7 +256,7 @@ static void pools(const struct mcd_metrics *m, struct ast_str **out)
 		};
 
 		for (size_t j = 0; j < ARRAY_LEN(series); j++) {
-			PROMETHEUS_METRIC_SET_LABEL(series[j], 0, "pool", m->pools[i].name);
+			set_label(series[j], 0, "pool", m->pools[i].name);
 		}
 	}
 	family_print(&in_use, out);
@@ -192,8 +271,8 @@ static void coordination(const struct mcd_metrics *m, struct ast_str **out)
 	struct prometheus_metric locks = PROMETHEUS_METRIC_STATIC_INITIALIZATION(PROMETHEUS_METRIC_GAUGE,
 		"asterisk_memcached_locks_held", "MCDLOCK locks this Asterisk's channels hold.", NULL);
 
-	PROMETHEUS_METRIC_SET_LABEL(&members, 0, "node", m->node);
-	PROMETHEUS_METRIC_SET_LABEL(&locks, 0, "node", m->node);
+	set_label(&members, 0, "node", m->node);
+	set_label(&locks, 0, "node", m->node);
 	snprintf(members.value, sizeof(members.value), "%ld", m->group_members);
 	snprintf(locks.value, sizeof(locks.value), "%ld", m->locks_held);
 	prometheus_metric_to_string(&members, out);

@@ -8,6 +8,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -15,7 +16,10 @@ from conftest import HERE, PREFIX, Pbx, general, read_file, require
 from harness.pbx import Asterisk, MODULES, module_dir
 from harness.servers import Memcached
 
-SAMPLE = re.compile(r'^(asterisk_memcached_\w+)(?:\{([^}]*)\})? (\S+)$', re.M)
+# A label value is quoted, with \\, \" and \n escaped (the text exposition format).
+QUOTED = r'"(?:[^"\\\n]|\\.)*"'
+SAMPLE = re.compile(r'^(asterisk_memcached_\w+)(?:\{((?:\w+=%s,?)*)\})? (\S+)$' % QUOTED, re.M)
+LABEL = re.compile(r'(\w+)=(%s)' % QUOTED)
 
 
 def metrics_available():
@@ -31,8 +35,17 @@ def samples(text):
     """{(name, labels): value} of the module's samples in a scrape."""
     found = {}
     for name, labels, value in SAMPLE.findall(text or ""):
-        found[(name, tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels))))] = float(value)
+        pairs = ((label, unescape(quoted[1:-1])) for label, quoted in LABEL.findall(labels))
+        found[(name, tuple(sorted(pairs)))] = float(value)
     return found
+
+
+def unescape(text):
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
+
+
+def escape(text):
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def value(found, name, **labels):
@@ -194,6 +207,81 @@ def test_res_memcached_loads_and_works_without_res_prometheus(start_pbx, memcach
     assert "Running" in pbx.ast.cli("module show like res_memcached.so")
     assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS", out
     assert MODULES.count("res_prometheus.so") == 0
+
+
+def ours(text):
+    """The module's own lines of a scrape (its samples, # HELP and # TYPE lines)."""
+    return "".join(line + "\n" for line in text.splitlines()
+                   if re.match(r"(# (HELP|TYPE) )?asterisk_memcached_", line))
+
+
+def assert_promtool_parses(text):
+    """promtool parses the whole scrape (Asterisk's own lines may draw lint remarks, exit 3, but
+    no parse error, exit 1), and has nothing at all to say about the module's own lines."""
+    whole = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert whole.returncode in (0, 3) and "error" not in whole.stdout + whole.stderr, \
+        whole.stdout + whole.stderr
+    mine = subprocess.run(["promtool", "check", "metrics"], input=ours(text), capture_output=True, text=True)
+    assert mine.returncode == 0 and not (mine.stdout + mine.stderr).strip(), mine.stdout + mine.stderr
+
+
+def test_label_values_with_quotes_and_backslashes_are_escaped():
+    require("promtool")
+    # node_id takes any printable bytes; so does a socket path in server=, reached here through a
+    # symbolic link named with a quote and a backslash.
+    server = Memcached(unix_socket=True)
+    odd_path = os.path.join(server.dir, 'mc"1\\s.sock')
+    # Escaped, this one is longer than the 127 bytes res_prometheus keeps of a label value.
+    long_path = os.path.join(server.dir, '"' * 85)
+    for path in (odd_path, long_path):
+        os.symlink(server.socket_path, path)
+    ast = Asterisk(read_file("extensions.conf"),
+                   general("server=" + odd_path, "server=" + long_path, 'node_id=pbx"1\\a',
+                           "prefixkey=" + PREFIX), metrics=True)
+    try:
+        pbx = Pbx(ast)
+        assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS"
+        text = ast.scrape()
+        assert 'asterisk_memcached_group_members{node="pbx\\"1\\\\a"} 0\n' in text
+        assert 'asterisk_memcached_server_up{server="%s"} 1\n' % escape(odd_path) in text
+        # Cut between escapes: \" pairs, as many as fit in 127 bytes after the folder's path.
+        folder = escape(server.dir + "/")
+        cut = folder + '\\"' * ((127 - len(folder)) // 2)
+        assert 'asterisk_memcached_server_up{server="%s"} 1\n' % cut in text
+        assert_promtool_parses(text)
+        found = samples(text)
+        assert value(found, "asterisk_memcached_locks_held", node='pbx"1\\a') == 0
+        assert value(found, "asterisk_memcached_server_faults", server=odd_path) == 0
+        assert ("asterisk_memcached_server_up", (("server", odd_path),)) in found
+    finally:
+        ast.stop()
+        server.stop()
+
+
+def test_a_node_id_that_is_not_utf8_is_shown_with_a_replacement_character(scraped):
+    require("promtool")
+    pbx, server, down = scraped
+    ast = pbx.ast
+    # A Latin-1 byte: the text format wants UTF-8, and one bad label value fails the whole scrape.
+    conf = general("server=" + server.address, "server=" + down.address, "node_id=pbx_first")
+    ast.write_memcached_conf(conf)
+    ast.cli("module reload res_memcached")
+    ast.wait_for(lambda: 'node="pbx_first"' in (ast.scrape() or ""))
+    with open(os.path.join(ast.etc, "memcached.conf"), "wb") as f:
+        f.write(conf.replace("pbx_first", "pbx\udce9").encode("utf-8", "surrogateescape"))
+
+    scraped_bytes = []
+
+    def renamed():
+        ast.cli("module reload res_memcached")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % ast.http_port, timeout=10) as r:
+            scraped_bytes.append(r.read())
+        return b'node="pbx_first"' not in scraped_bytes[-1]
+
+    ast.wait_for(renamed)
+    text = scraped_bytes[-1].decode("utf-8")
+    assert 'asterisk_memcached_group_members{node="pbx\ufffd"} 0\n' in text
+    assert_promtool_parses(text)
 
 
 def histogram_faults(text):
