@@ -238,9 +238,11 @@ static void pools(const struct mcd_metrics *m, struct ast_str **out)
 {
 	struct family in_use = { 0 }, peak = { 0 }, size = { 0 };
 
-	if (family_init(&in_use, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_connections_in_use",
-		"Pooled memcached handles held by calls now (each holds one connection per server).")
-		|| family_init(&peak, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_connections_peak",
+	/* Handles, not connections: each pooled libmemcached handle holds up to one connection to
+	 * each server, so the names say what is counted. */
+	if (family_init(&in_use, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_pool_handles_in_use",
+		"Pooled libmemcached handles held by calls now; each holds up to one connection to each server.")
+		|| family_init(&peak, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_pool_handles_peak",
 		"The most pooled handles held at once since the configuration was loaded.")
 		|| family_init(&size, m->pool_count, PROMETHEUS_METRIC_GAUGE, "asterisk_memcached_pool_size",
 		"Pooled handles at most (pool_size).")) {

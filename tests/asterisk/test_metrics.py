@@ -284,6 +284,17 @@ def test_a_node_id_that_is_not_utf8_is_shown_with_a_replacement_character(scrape
     assert_promtool_parses(text)
 
 
+def test_pooled_handles_are_named_as_such(scraped):
+    pbx, _, _ = scraped
+    assert pbx.app("mcdset(k,v)")[1] == "MEMCACHED_SUCCESS"
+    text = pbx.ast.scrape()
+    found = samples(text)
+    assert value(found, "asterisk_memcached_pool_handles_in_use", pool="calls") == 0
+    assert value(found, "asterisk_memcached_pool_handles_peak", pool="calls") == 1
+    assert value(found, "asterisk_memcached_pool_size", pool="calls") == 64
+    assert "asterisk_memcached_connections_" not in text
+
+
 def histogram_faults(text):
     """What is wrong with the histogram in a scrape: per operation, buckets that decrease as le
     grows, or a +Inf bucket that differs from _count."""
