@@ -4,7 +4,7 @@ result, checked against values another client wrote."""
 import pytest
 
 from conftest import PREFIX, cluster_conf, general
-from harness.servers import Memcached
+from harness.servers import HungServer, Memcached
 
 SHOW = "${A}|${MCDRESULT_A}|${B}|${MCDRESULT_B}|${C}|${MCDRESULT_C}"
 
@@ -103,3 +103,22 @@ def test_no_server_configured_fails_cleanly(start_pbx):
     out, result = pbx.steps(["mcdmget(A=x,B=y)"], "${A}|${MCDRESULT_A}")
     assert out.startswith("|") and result not in ("MEMCACHED_SUCCESS", "MEMCACHED_NOTFOUND")
     assert out == "|" + result
+
+
+def test_three_hung_servers_cost_one_timeout_not_three(start_pbx, figures):
+    hung = [HungServer() for _ in range(3)]
+    try:
+        pbx = start_pbx(general(*["server=" + h.address for h in hung], "timeout=500",
+                                "connect_timeout=500", "server_failure_limit=5"))
+        pairs = ",".join("V%d=h%d" % (i, i) for i in range(16))
+        shown = "|".join("${MCDRESULT_V%d}" % i for i in range(16))
+        out, result = pbx.steps(["mcdmget(%s)" % pairs], shown)
+        assert result == "MEMCACHED_TIMEOUT"
+        assert set(out.split("|")) == {"MEMCACHED_TIMEOUT"}
+        # One timeout for all the servers (the old code asked them in turn: three, plus a probe).
+        assert pbx.elapsed < 0.9, pbx.elapsed
+        figures("mcdmget of 16 keys over three hung servers, timeout=500 ms: returned after %.3f s"
+                % pbx.elapsed)
+    finally:
+        for h in hung:
+            h.stop()
