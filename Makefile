@@ -81,7 +81,7 @@ uninstall:
 
 # cmocka's test signature takes a state most tests do not use.
 tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(HEADERS)
-	$(CC) $(CFLAGS) $(WARNINGS) -Wno-unused-parameter -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc/core \
+	$(CC) $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE -Wno-unused-parameter -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc/core \
 		$(MEMCACHED_CFLAGS) -o $@ tests/unit/test_mcd.c $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka -pthread
 
 unit-tests: tests/unit/run_unit

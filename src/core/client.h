@@ -194,6 +194,6 @@ const char *mcd_pool_name(enum mcd_pool_kind kind);
 #define MCD_RELATIVE_EXPIRY_MAX (60L * 60 * 24 * 30)
 
 /*! The expiry memcached must be sent for a relative ttl (memcached reads > 30 days as a date). */
-long mcd_wire_expiry(long ttl, long now);
+int64_t mcd_wire_expiry(int64_t ttl, int64_t now);
 
 #endif

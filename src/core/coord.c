@@ -232,14 +232,43 @@ static mcd_rc send_confirmed(struct mcd_client *client, const struct mcd_publica
 		p->key_len, p->value, p->value_len, p->ttl, 0));
 }
 
+/* The ordered connection stayed busy: the counts wait for the next tick (L/4), but a leave's
+ * step of the counter cannot, so it goes on a connection of its own. */
+static mcd_rc give_up_publishing(struct mcd_client *client, const struct mcd_publication *p, size_t count)
+{
+	mcd_rc rc = MCD_POOL_EXHAUSTED;
+
+	for (size_t i = 0; i < count; i++) {
+		struct mcd_call call = { .key_len = p[i].master_len };
+		uint64_t ignored;
+
+		if (!p[i].step_down) {
+			continue;
+		}
+		memcpy(call.key, p[i].master, p[i].master_len + 1);
+		if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) == MEMCACHED_SUCCESS) {
+			rc = mcd_call_end(client, &call, mcd_counter_step(call.memc, call.key, call.key_len, call.key,
+				call.key_len, -1, 0, &ignored));
+		}
+	}
+	/* A leave's step is what matters; counts alone were only put off. */
+	return rc;
+}
+
 mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
 	const struct mcd_publication *p, size_t count)
 {
 	mcd_rc rc = MEMCACHED_SUCCESS;
 
 	if (client->ordered) {
-		/* Taken before coord->lock goes: the next count of this node waits its turn. */
-		pthread_mutex_lock(&client->ordered_lock);
+		/* Taken before coord->lock goes: the next count of this node waits its turn, but
+		 * not past one timeout (a hung server can fill the connection's buffer). */
+		struct timespec deadline = mcd_monotonic_after_ms(client->settings.timeout_ms);
+
+		if (pthread_mutex_clocklock(&client->ordered_lock, CLOCK_MONOTONIC, &deadline)) {
+			pthread_mutex_unlock(&coord->lock);
+			return give_up_publishing(client, p, count);
+		}
 		pthread_mutex_unlock(&coord->lock);
 		for (size_t i = 0; i < count; i++) {
 			rc = send_ordered(client, &p[i]);

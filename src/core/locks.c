@@ -67,7 +67,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 	struct mcd_call call;
 	struct held_lock *held;
 	const unsigned long deadline = mcd_now_us() + (unsigned long) wait_ms * 1000UL;
-	const time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	const time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	long pause_ms = 2, remaining_ms;
 	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
 

@@ -15,7 +15,7 @@
 #include "client_private.h"
 #include "util.h"
 
-long mcd_wire_expiry(long ttl, long now)
+int64_t mcd_wire_expiry(int64_t ttl, int64_t now)
 {
 	return ttl > MCD_RELATIVE_EXPIRY_MAX ? now + ttl : ttl;
 }
@@ -195,7 +195,7 @@ static mcd_rc store_value(struct mcd_client *client, struct mcd_pool *pool,
 	enum mcd_store_mode mode, const char *key, const char *value, size_t value_len, long ttl)
 {
 	struct mcd_call call;
-	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
 	if (rc != MEMCACHED_SUCCESS) {
@@ -268,7 +268,7 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 		return rc;
 	}
 	rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, delta,
-		(time_t) mcd_wire_expiry(ttl, (long) time(NULL)), result);
+		(time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL)), result);
 	if (delta == 0 && mcd_connection_lost(client, call.memc, call.server, rc)) {
 		/* A read (a step of 0 creates nothing): once more, on a fresh connection. */
 		rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, 0, 0, result);
@@ -279,7 +279,7 @@ static mcd_rc add_to_counter(struct mcd_client *client, const char *key, int64_t
 static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 {
 	struct mcd_call call;
-	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	mcd_rc rc = mcd_client_key(client, key, call.key, &call.key_len);
 
 	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
@@ -298,7 +298,7 @@ static mcd_rc touch_key(struct mcd_client *client, const char *key, long ttl)
 static mcd_rc send_counter_step(struct mcd_client *client, const char *key, int64_t delta, long ttl)
 {
 	struct mcd_call call;
-	time_t expiry = (time_t) mcd_wire_expiry(ttl, (long) time(NULL));
+	time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	uint64_t ignored;
 	mcd_rc rc = counter_call_begin(client, &client->noreply, key, delta, &call);
 
