@@ -194,3 +194,63 @@ void mcd_each_listed(const char *groups, void (*visit)(const char *category, con
 
 	mcd_each_word(groups, visit_entry, &v);
 }
+
+/* One byte as mcd_escape shows it, into piece (4 bytes, no NUL); its length. */
+static size_t escape_byte(unsigned char c, char *piece)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (c >= 0x20 && c < 0x7f && c != '\\') {
+		piece[0] = (char) c;
+		return 1;
+	}
+	piece[0] = '\\';
+	switch (c) {
+	case '\\':
+		piece[1] = '\\';
+		return 2;
+	case '\r':
+		piece[1] = 'r';
+		return 2;
+	case '\n':
+		piece[1] = 'n';
+		return 2;
+	case '\t':
+		piece[1] = 't';
+		return 2;
+	}
+	piece[1] = 'x';
+	piece[2] = hex[c >> 4];
+	piece[3] = hex[c & 0xf];
+	return 4;
+}
+
+char *mcd_escape(const char *bytes, size_t len, char *out, size_t size)
+{
+	size_t needed = 0, used = 0, room;
+	char piece[4];
+
+	if (!size) {
+		return out;
+	}
+	for (size_t i = 0; i < len; i++) {
+		needed += escape_byte((unsigned char) bytes[i], piece);
+	}
+	/* Cut short, the text keeps room for "...". */
+	room = needed < size || size <= 3 ? size - 1 : size - 4;
+	for (size_t i = 0; i < len; i++) {
+		size_t n = escape_byte((unsigned char) bytes[i], piece);
+
+		if (used + n > room) {
+			break;
+		}
+		memcpy(out + used, piece, n);
+		used += n;
+	}
+	if (needed >= size && size > 3) {
+		memcpy(out + used, "...", 3);
+		used += 3;
+	}
+	out[used] = '\0';
+	return out;
+}

@@ -65,4 +65,13 @@ void mcd_each_word(const char *list, void (*visit)(const char *word, void *arg),
 void mcd_each_listed(const char *groups, void (*visit)(const char *category, const char *group, void *arg),
 	void *arg);
 
+/* The room mcd_escape needs to show n bytes whole: 4 a byte at most ("\x1b"), and the NUL. */
+#define MCD_ESCAPED_SIZE(n) (4 * (size_t) (n) + 1)
+
+/*! The len bytes at bytes as text that a log line or a terminal shows without acting on it, into
+ * out (size bytes, NUL-terminated when size > 0): printable ASCII as is, a backslash as "\\", CR,
+ * LF and tab as "\r", "\n", "\t", every other byte as "\xNN". Text that does not fit is cut at a
+ * whole escape and ends with "..." (when size > 3). Returns out. */
+char *mcd_escape(const char *bytes, size_t len, char *out, size_t size);
+
 #endif

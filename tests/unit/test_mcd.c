@@ -1264,6 +1264,24 @@ static void stats_histogram_is_consistent_while_calls_are_counted(void **state)
 	assert_true(race.stats.ops[MCD_OP_GET].total_us > UINT32_MAX);
 }
 
+static void escape_shows_every_control_byte_and_cuts_at_a_whole_escape(void **state)
+{
+	char out[64], small[10], worst[MCD_ESCAPED_SIZE(3)];
+
+	assert_string_equal(mcd_escape("plain text", 10, out, sizeof(out)), "plain text");
+	assert_string_equal(mcd_escape("a\x1b[31mb\r\nc\t\\", 12, out, sizeof(out)), "a\\x1b[31mb\\r\\nc\\t\\\\");
+	/* A NUL does not end the bytes; DEL and bytes above ASCII are shown by number. */
+	assert_string_equal(mcd_escape("nul\0\x7f\xc3\xa9", 7, out, sizeof(out)), "nul\\x00\\x7f\\xc3\\xa9");
+	assert_string_equal(mcd_escape("\x01\x02\x03", 3, worst, sizeof(worst)), "\\x01\\x02\\x03");
+	assert_string_equal(mcd_escape("", 0, small, sizeof(small)), "");
+	/* Exactly fits; one byte more is cut, and an escape is never cut in half. */
+	assert_string_equal(mcd_escape("123456789", 9, small, sizeof(small)), "123456789");
+	assert_string_equal(mcd_escape("1234567890", 10, small, sizeof(small)), "123456...");
+	assert_string_equal(mcd_escape("12345\x1b" "789", 9, small, sizeof(small)), "12345...");
+	assert_string_equal(mcd_escape("abcdef", 6, small, 3), "ab");
+	assert_string_equal(mcd_escape("abcdef", 6, small, 1), "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1313,6 +1331,7 @@ int main(void)
 		cmocka_unit_test(a_group_listed_twice_is_reconciled_once_a_tick),
 		cmocka_unit_test(unresolvable_server_fails_at_creation),
 		cmocka_unit_test(stats_histogram_is_consistent_while_calls_are_counted),
+		cmocka_unit_test(escape_shows_every_control_byte_and_cuts_at_a_whole_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
