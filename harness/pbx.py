@@ -43,9 +43,12 @@ class Asterisk:
 
     AMI_USER = "tests"
     AMI_SECRET = "tests-secret"
+    # A second manager user with the call class only, as a softphone panel or a CRM has.
+    AMI_CALL_USER = "caller"
+    AMI_CALL_SECRET = "caller-secret"
 
     def __init__(self, extensions, memcached_conf, modules=MODULES, wrapper=(), boot_limit=60.0,
-                 ami=False, verbose_log=True, metrics=False):
+                 ami=False, verbose_log=True, metrics=False, live_dangerously=False):
         self.dir = tempfile.mkdtemp(prefix="ast-")
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "run", "log", "lib", "spool"):
@@ -65,7 +68,9 @@ astlogdir => {d}/log
 astsbindir => /usr/sbin
 [options]
 documentation_language = en_US
-""".format(d=self.dir, mods=module_dir()))
+{dangerous}""".format(d=self.dir, mods=module_dir(),
+                      # AMI and ARI may then call functions registered as escalating.
+                      dangerous="live_dangerously = yes\n" if live_dangerously else ""))
         # The tests read what the dialplan did from the verbose log; a benchmark leaves it out.
         self._write("logger.conf", "[general]\n[logfiles]\nfull => notice,warning,error%s\n"
                     % (",verbose(3)" if verbose_log else ""))
@@ -73,9 +78,10 @@ documentation_language = en_US
         # The manager interface (AMI) listens only when asked, on a free loopback port.
         self.ami_port = free_port() if ami else None
         self._write("manager.conf", "[general]\nenabled=%s\nport=%d\nbindaddr=127.0.0.1\n\n"
-                    "[%s]\nsecret=%s\nread=system,reporting\nwrite=system,reporting\n"
+                    "[%s]\nsecret=%s\nread=system,reporting\nwrite=system,reporting\n\n"
+                    "[%s]\nsecret=%s\nread=call\nwrite=call\n"
                     % ("yes" if ami else "no", self.ami_port or 5038, self.AMI_USER,
-                       self.AMI_SECRET))
+                       self.AMI_SECRET, self.AMI_CALL_USER, self.AMI_CALL_SECRET))
         # Asterisk's HTTP server and its Prometheus endpoint, when asked, on a free loopback port.
         self.http_port = free_port() if metrics else None
         if metrics:

@@ -455,8 +455,12 @@ static struct ast_custom_function unlock_function = {
 	.read2 = unlock_read,
 };
 
-static struct ast_custom_function *functions[] = {
-	&group_function, &group_count_function, &lock_function, &trylock_function, &unlock_function,
+static const struct {
+	struct ast_custom_function *acf;
+	enum ast_custom_function_escalation escalation; /* joining or locking: AMI, ARI need live_dangerously */
+} functions[] = {
+	{ &group_function, AST_CFE_WRITE }, { &group_count_function, AST_CFE_NONE },
+	{ &lock_function, AST_CFE_READ }, { &trylock_function, AST_CFE_READ }, { &unlock_function, AST_CFE_READ },
 };
 
 /* --- the tick, off the call path --- */
@@ -557,7 +561,7 @@ int mcd_coordination_init(void)
 		return -1;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(functions); i++) {
-		if (ast_custom_function_register(functions[i])) {
+		if (ast_custom_function_register_escalating(functions[i].acf, functions[i].escalation)) {
 			return -1;
 		}
 	}
@@ -570,7 +574,7 @@ int mcd_coordination_cleanup(void)
 	int res = 0;
 
 	for (size_t i = 0; i < ARRAY_LEN(functions); i++) {
-		res |= ast_custom_function_unregister(functions[i]);
+		res |= ast_custom_function_unregister(functions[i].acf);
 	}
 	if (ticker != AST_PTHREADT_NULL) {
 		ast_mutex_lock(&tick_lock);

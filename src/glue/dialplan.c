@@ -355,7 +355,11 @@ static const struct {
 
 int mcd_dialplan_init(void)
 {
-	if (ast_custom_function_register(&mcd_function) || ast_custom_function_register(&counter_function)) {
+	/* As DB(): a read hands out any value and a counter's read steps it, a write changes what
+	 * calls do. The dialplan uses them freely; AMI (Getvar, Setvar) and ARI only where
+	 * asterisk.conf says live_dangerously=yes (their users have the Memcached* actions). */
+	if (ast_custom_function_register_escalating(&mcd_function, AST_CFE_BOTH)
+		|| ast_custom_function_register_escalating(&counter_function, AST_CFE_BOTH)) {
 		return -1;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(applications); i++) {
