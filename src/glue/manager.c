@@ -26,14 +26,21 @@ static int no_client(struct mansession *s, const struct message *m)
 	return 0;
 }
 
-/* Open a successful response (the operation's own outcome is in Result:); the caller ends it. */
+/* Open the response to an operation, by the core's one classification: Success when memcached
+ * answered (found or not, stored or not), else Error with a Message naming the outcome (refused,
+ * error, fault, resting, overload), as DBGet answers Error when it fails. Result: names rc either
+ * way; the caller adds its headers and ends the message. */
 static void ami_start(struct mansession *s, const struct message *m, mcd_rc rc)
 {
 	const char *id = astman_get_header(m, "ActionID");
+	enum mcd_outcome outcome = mcd_rc_outcome(rc);
 
-	astman_append(s, "Response: Success\r\n");
+	astman_append(s, "Response: %s\r\n", outcome == MCD_OUTCOME_ANSWER ? "Success" : "Error");
 	if (!ast_strlen_zero(id)) {
 		astman_append(s, "ActionID: %s\r\n", id);
+	}
+	if (outcome != MCD_OUTCOME_ANSWER) {
+		astman_append(s, "Message: memcached operation failed (%s)\r\n", mcd_outcome_name(outcome));
 	}
 	astman_append(s, "Result: %s\r\n", mcd_rc_name(rc));
 }

@@ -143,6 +143,41 @@ def test_ami_get_set_delete_increment(ami, mc, key):
     assert ami.action("MemcachedIncrement", Key=key, Increment="x")[0]["Response"] == "Error"
 
 
+def test_ami_answers_success_for_a_miss_and_error_for_a_refusal(ami, key):
+    # A missing key is memcached's answer, not a failure: Success, with the result named.
+    for action in ("MemcachedGet", "MemcachedDelete"):
+        reply = ami.action(action, Key=key)[0]
+        assert (reply["Response"], reply["Result"]) == ("Success", "MEMCACHED_NOTFOUND"), action
+        assert "Message" not in reply
+    # A key memcached cannot take is refused before anything is sent.
+    reply = ami.action("MemcachedSet", Key="two words", Value="v")[0]
+    assert (reply["Response"], reply["Message"], reply["Result"]) == (
+        "Error", "memcached operation failed (refused)", "MEMCACHED_BAD_KEY_PROVIDED")
+
+
+@pytest.fixture
+def ami_without_server():
+    from conftest import read_file
+    from harness.ports import free_port
+    ast = Asterisk(read_file("extensions.conf"), general("server=127.0.0.1:%d" % free_port(),
+                                                         "prefixkey=" + PREFIX), ami=True)
+    client = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
+    yield client
+    client.close()
+    ast.stop()
+
+
+def test_ami_answers_error_when_the_server_fails(ami_without_server, key):
+    failures = {"MEMCACHED_CONNECTION_FAILURE": "fault", "MEMCACHED_SERVER_TEMPORARILY_DISABLED": "resting"}
+    for action, headers in (("MemcachedSet", {"Value": "v"}), ("MemcachedGet", {}),
+                            ("MemcachedDelete", {}), ("MemcachedIncrement", {"Increment": "2"})):
+        reply = ami_without_server.action(action, Key=key, **headers)[0]
+        assert reply["Response"] == "Error", reply
+        assert reply["Result"] in failures, reply
+        assert reply["Message"] == "memcached operation failed (%s)" % failures[reply["Result"]]
+        assert "Value" not in reply or reply["Value"] == ""
+
+
 def test_ami_status_lists_servers_and_operations(ami, memcached, key):
     ami.action("MemcachedSet", Key=key, Value="v")
     messages = ami.action("MemcachedStatus")
