@@ -185,6 +185,20 @@ static char *cli_reset_stats(struct ast_cli_entry *e, int cmd, struct ast_cli_ar
 	return CLI_SUCCESS;
 }
 
+/* A value as the console shows it: bytes that a terminal would act on (escape sequences, line
+ * breaks) are shown escaped, as mcd_escape says. */
+static void show_value(int fd, const char *value, size_t len)
+{
+	char *shown = len < SIZE_MAX / 4 ? ast_malloc(MCD_ESCAPED_SIZE(len)) : NULL;
+
+	if (!shown) {
+		ast_cli(fd, "(a value of %zu bytes: no memory to show it)\n", len);
+		return;
+	}
+	ast_cli(fd, "%s\n", mcd_escape(value, len, shown, MCD_ESCAPED_SIZE(len)));
+	ast_free(shown);
+}
+
 /* memcached get|set|add|delete|incr KEY [VALUE]: one operation, as a dialplan call would do it. */
 static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
@@ -205,7 +219,9 @@ static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args
 			"       memcached delete KEY\n"
 			"       memcached incr KEY [INCREMENT]\n"
 			"       Run one memcached operation on KEY (prefixkey applies, values use the\n"
-			"       configured ttl) and show the result.\n";
+			"       configured ttl) and show the result. get shows the value with every byte\n"
+			"       other than printable ASCII escaped (\\x1b, \\r, \\n, \\t; a backslash as \\\\),\n"
+			"       so that no escape sequence reaches the terminal.\n";
 		return NULL;
 	case CLI_GENERATE:
 		return a->pos == 1 ? ast_cli_complete(a->word, choices, a->n) : NULL;
@@ -225,7 +241,7 @@ static char *cli_operation(struct ast_cli_entry *e, int cmd, struct ast_cli_args
 	if (!strcmp(op, "get")) {
 		rc = mcd_get(live->client, key, &value, &value_len);
 		if (rc == MCD_SUCCESS) {
-			ast_cli(a->fd, "%s\n", value);
+			show_value(a->fd, value, value_len);
 			mcd_value_free(value);
 		}
 	} else if (!strcmp(op, "set") || !strcmp(op, "add")) {

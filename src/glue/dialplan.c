@@ -29,7 +29,8 @@ struct write_options {
 };
 
 /* Read MCDNOREPLY and, for writes that store something (fallback_ttl >= 0), MCDTTL, under
- * one channel lock. An MCDTTL that is not a number in range is logged and not used. */
+ * one channel lock. An MCDTTL that is not a number in range is logged (escaped: it may hold
+ * anything, line breaks included) and not used. */
 static struct write_options write_options(struct ast_channel *chan, long fallback_ttl)
 {
 	struct write_options opts = { .ttl = fallback_ttl, .noreply = 0 };
@@ -46,8 +47,10 @@ static struct write_options write_options(struct ast_channel *chan, long fallbac
 	opts.noreply = ast_true(pbx_builtin_getvar_helper(chan, "MCDNOREPLY"));
 	ast_channel_unlock(chan);
 	if (!ast_strlen_zero(ttl_text) && mcd_parse_long(ttl_text, 0, MCD_TTL_MAX, &opts.ttl)) {
+		char shown[MCD_ESCAPED_SIZE(sizeof(ttl_text))];
+
 		ast_log(LOG_WARNING, "MCDTTL '%s' is not a whole number of seconds from 0 to %ld: using %ld\n",
-			ttl_text, MCD_TTL_MAX, fallback_ttl);
+			mcd_escape(ttl_text, strlen(ttl_text), shown, sizeof(shown)), MCD_TTL_MAX, fallback_ttl);
 		opts.ttl = fallback_ttl;
 	}
 	return opts;
@@ -55,6 +58,9 @@ static struct write_options write_options(struct ast_channel *chan, long fallbac
 
 /* A delete stores nothing: no ttl to read. */
 #define NO_TTL -1L
+
+/* How much of a refused number a warning shows (escaped, then cut with "..."). */
+#define SHOWN_NUMBER 32
 
 /* --- MCD() --- */
 
@@ -95,8 +101,11 @@ static void store(struct ast_channel *chan, enum mcd_store_mode mode, const char
 			strlen(value), opts.ttl);
 	}
 	if (rc == MCD_VALUE_TOO_LONG) {
+		char shown[MCD_ESCAPED_SIZE(MCD_KEY_MAX)];
+
 		ast_log(LOG_WARNING, "%s '%s': value of %zu bytes is over max_value_length (%ld); nothing written\n",
-			what, key, strlen(value), mcd_client_settings(live->client)->max_value_length);
+			what, mcd_escape(key, strlen(key), shown, sizeof(shown)), strlen(value),
+			mcd_client_settings(live->client)->max_value_length);
 	}
 	mcd_report(chan, what, key, rc);
 }
@@ -139,8 +148,13 @@ static int counter_read(struct ast_channel *chan, const char *cmd, char *data,
 		return mcd_refuse(chan);
 	}
 	if (!ast_strlen_zero(args.increment) && mcd_parse_increment(args.increment, &delta)) {
-		ast_log(LOG_WARNING, "%s(%s): increment '%s' is not a whole number from -%lld to %lld\n",
-			cmd, args.key, args.increment, MCD_INCREMENT_MAX, MCD_INCREMENT_MAX);
+		char key[MCD_ESCAPED_SIZE(MCD_KEY_MAX)], increment[MCD_ESCAPED_SIZE(SHOWN_NUMBER)];
+
+		/* Neither has been checked yet: escaped, so that neither can forge a log line. */
+		ast_log(LOG_WARNING, "%s(%s): increment '%s' is not a whole number from -%lld to %lld\n", cmd,
+			mcd_escape(args.key, strlen(args.key), key, sizeof(key)),
+			mcd_escape(args.increment, strlen(args.increment), increment, sizeof(increment)),
+			MCD_INCREMENT_MAX, MCD_INCREMENT_MAX);
 		mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(MCD_BAD_INCREMENT));
 		return 0;
 	}
@@ -165,8 +179,10 @@ static int counter_write(struct ast_channel *chan, const char *cmd, char *data, 
 	mcd_rc rc;
 
 	if (ast_strlen_zero(data) || ast_strlen_zero(value) || mcd_parse_uint64(value, &number)) {
+		char shown[MCD_ESCAPED_SIZE(SHOWN_NUMBER)];
+
 		ast_log(LOG_WARNING, "Syntax: Set(%s(key)=number), number a whole number from 0; got '%s'\n",
-			cmd, S_OR(value, ""));
+			cmd, mcd_escape(S_OR(value, ""), strlen(S_OR(value, "")), shown, sizeof(shown)));
 		return mcd_refuse(chan);
 	}
 	live = mcd_live_get();

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.ami import Ami
-from conftest import PREFIX, general, meta_ttl, stats
+from conftest import PREFIX, general, meta_ttl, module_log_lines, stats
 from harness.pbx import Asterisk
 
 SECRET = "hunter2-not-shown"
@@ -103,6 +103,30 @@ def test_cli_operations(plain, mc, key):
     assert plain.ast.cli("memcached delete %s" % key) == "MEMCACHED_SUCCESS\n"
     assert plain.ast.cli("memcached get %s" % key) == "MEMCACHED_NOTFOUND\n"
     assert "Usage: memcached get KEY" in plain.ast.cli("memcached set onlykey")
+
+
+def test_cli_get_shows_control_bytes_escaped(plain, mc, key):
+    # Another application stored escape sequences and line breaks: the terminal sees them as text.
+    mc.set(PREFIX + key, b"red\x1b[31m\r\nforged line\x07 back\\slash\x00end")
+    out = plain.ast.cli("memcached get %s" % key)
+    assert out == "red\\x1b[31m\\r\\nforged line\\x07 back\\\\slash\\x00end\nMEMCACHED_SUCCESS\n"
+    assert "\x1b" not in out and "\r" not in out
+    assert "escaped" in plain.ast.cli("core show help memcached get")
+
+
+def test_warnings_show_what_the_channel_gave_escaped(plain, key):
+    # A channel variable or an argument with a line break would otherwise forge a log line.
+    mark = plain.log_mark()
+    plain.app("mcdset(%s,v)" % key, ttl="5\r\nWARNING[1] forged: line\x1b[2J")
+    plain.fn("${MCDCOUNTER(%s,${URIDECODE(1%%0D%%0Aforged)})}" % key)
+    # Asterisk's own verbose lines show the raw bytes; the module's lines are whole, and escaped.
+    lines = module_log_lines(plain.log_since(mark))
+    assert [line.split(": ", 1)[1] for line in lines if "not a whole number" in line] == [
+        "MCDTTL '5\\r\\nWARNING[1] forged: line\\x1b[2J' is not a whole number of seconds from 0 "
+        "to 315360000: using 0",
+        "MCDCOUNTER(%s): increment '1\\r\\nforged' is not a whole number from -4294967295 to "
+        "4294967295" % key]
+    assert not [line for line in lines if "\x1b" in line or "\r" in line]
 
 
 def test_cli_completes_the_operation_names(plain):
