@@ -214,7 +214,7 @@ static void *resolver_run(void *unused)
 	return NULL;
 }
 
-int mcd_live_load(void)
+int mcd_live_load(int reloading)
 {
 	struct mcd_settings settings;
 	struct timeval until = ast_tvadd(ast_tvnow(), ast_samp2tv(FIRST_LOOKUP_WAIT_MS, 1000));
@@ -222,7 +222,7 @@ int mcd_live_load(void)
 	unsigned long attempt;
 	int unusable;
 
-	switch (mcd_conf_read(&settings)) {
+	switch (mcd_conf_read(&settings, reloading)) {
 	case MCD_CONF_UNCHANGED:
 		ast_verb(2, "res_memcached: %s unchanged, nothing to reload\n", MCD_CONFIG_FILE);
 		return 0;
@@ -294,7 +294,7 @@ static int load_module(void)
 	}
 	/* Every function and application exists whatever the file says: a call that reaches
 	 * one gets a result, never a hangup for a missing application. */
-	if (mcd_live_load()) {
+	if (mcd_live_load(0)) {
 		set_problem(MCD_CONFIG_FILE " cannot be used (see the errors above): fix it and run "
 			"'module reload res_memcached'; calls get MEMCACHED_NO_SERVERS meanwhile");
 	}
@@ -303,7 +303,7 @@ static int load_module(void)
 
 static int reload_module(void)
 {
-	if (mcd_live_load()) {
+	if (mcd_live_load(1)) {
 		ast_log(LOG_ERROR, "%s not reloaded: the previous configuration stays in use\n", MCD_CONFIG_FILE);
 		return AST_MODULE_LOAD_DECLINE;
 	}

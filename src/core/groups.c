@@ -77,7 +77,7 @@ static mcd_rc join(struct mcd_client *client, struct mcd_coord *coord, const cha
 mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, uint64_t limit)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_GROUP, started,
 		join(client, coord, category, group, limit));
@@ -114,7 +114,7 @@ static mcd_rc leave(struct mcd_client *client, struct mcd_coord *coord, const ch
 mcd_rc mcd_group_leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_GROUP, started,
 		leave(client, coord, category, group, false));
@@ -123,7 +123,7 @@ mcd_rc mcd_group_leave(struct mcd_client *client, struct mcd_coord *coord, const
 mcd_rc mcd_group_leave_noreply(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_GROUP, started,
 		leave(client, coord, category, group, true));
@@ -133,7 +133,7 @@ mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const ch
 	uint64_t *count)
 {
 	struct mcd_call call;
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 	mcd_rc rc = mcd_group_key(client, category, group, NULL, call.key, &call.key_len);
 
 	*count = 0;

@@ -66,7 +66,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 {
 	struct mcd_call call;
 	struct held_lock *held;
-	const unsigned long deadline = mcd_now_us() + (unsigned long) wait_ms * 1000UL;
+	const uint64_t deadline = mcd_now_us() + (uint64_t) wait_ms * 1000U;
 	const time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	long pause_ms = 2, remaining_ms;
 	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
@@ -118,7 +118,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 mcd_rc mcd_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
 	long wait_ms, const char *holder, char *token)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_LOCK, started,
 		take_lock(client, coord, name, ttl, wait_ms, holder, token));
@@ -159,7 +159,7 @@ static mcd_rc release_lock(struct mcd_client *client, const char *name, const ch
 mcd_rc mcd_unlock(struct mcd_client *client, struct mcd_coord *coord, const char *name,
 	const char *token)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 	mcd_rc rc = release_lock(client, name, token);
 
 	/* Held or not, this node stops reporting it. */

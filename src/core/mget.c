@@ -88,9 +88,9 @@ static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, s
  * gets what is left of it as its own, and one asked after it is spent is not asked (its items
  * time out). False then. */
 static bool ask_in_time(struct mcd_client *client, memcached_st *memc, struct mcd_mget_item *items,
-	const struct mget_call *m, uint32_t server, unsigned long deadline)
+	const struct mget_call *m, uint32_t server, uint64_t deadline)
 {
-	const unsigned long now = mcd_now_us();
+	const uint64_t now = mcd_now_us();
 	const uint64_t left_ms = now < deadline ? (deadline - now + 999) / 1000 : 0;
 
 	for (size_t w = 0; w < m->sent; w++) {
@@ -111,7 +111,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 	struct mget_call m = { .sent = 0 };
 	memcached_st *memc = NULL;
 	mcd_rc rc = MEMCACHED_SUCCESS;
-	unsigned long deadline;
+	uint64_t deadline;
 
 	if (!count || count > MCD_MGET_MAX) {
 		return MCD_ARGUMENT_NEEDED;
@@ -137,7 +137,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 		m.wire_len[m.sent] = key_len;
 		m.item_of[m.sent++] = i;
 	}
-	deadline = mcd_now_us() + (unsigned long) client->settings.timeout_ms * 1000UL;
+	deadline = mcd_now_us() + (uint64_t) client->settings.timeout_ms * 1000U;
 	if (m.sent && !(memc = mcd_take_connection(client, &client->main, &rc))) {
 		for (size_t w = 0; w < m.sent; w++) {
 			items[m.item_of[w]].rc = rc;
@@ -194,7 +194,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 
 mcd_rc mcd_mget(struct mcd_client *client, struct mcd_mget_item *items, size_t count)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_MGET, started, get_many(client, items, count));
 }

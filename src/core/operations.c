@@ -327,7 +327,7 @@ static const enum mcd_op store_ops[] = {
 
 mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t *value_len)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_GET, started, get_value(client, key, value, value_len));
 }
@@ -335,7 +335,7 @@ mcd_rc mcd_get(struct mcd_client *client, const char *key, char **value, size_t 
 mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char *key,
 	const char *value, size_t value_len, long ttl)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, store_ops[mode], started,
 		store_value(client, &client->main, mode, key, value, value_len, ttl));
@@ -343,7 +343,7 @@ mcd_rc mcd_store(struct mcd_client *client, enum mcd_store_mode mode, const char
 
 mcd_rc mcd_delete(struct mcd_client *client, const char *key)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_DELETE, started, delete_key(client, &client->main, key));
 }
@@ -352,7 +352,7 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 {
 	char text[24];
 	int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started,
 		store_value(client, &client->main, MCD_STORE_SET, key, text, (size_t) len, ttl));
@@ -361,7 +361,7 @@ mcd_rc mcd_counter_set(struct mcd_client *client, const char *key, uint64_t valu
 mcd_rc mcd_counter_add(struct mcd_client *client, const char *key, int64_t delta, long ttl,
 	uint64_t *result)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started, add_to_counter(client, key, delta, ttl, result));
 }
@@ -373,7 +373,7 @@ mcd_rc mcd_store_noreply(struct mcd_client *client, enum mcd_store_mode mode, co
 	if (!client->noreply.pool) {
 		return mcd_store(client, mode, key, value, value_len, ttl);
 	}
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, store_ops[mode], started,
 		mcd_sent(store_value(client, &client->noreply, mode, key, value, value_len, ttl)));
@@ -384,7 +384,7 @@ mcd_rc mcd_delete_noreply(struct mcd_client *client, const char *key)
 	if (!client->noreply.pool) {
 		return mcd_delete(client, key);
 	}
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_DELETE, started,
 		mcd_sent(delete_key(client, &client->noreply, key)));
@@ -398,7 +398,7 @@ mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64
 	if (!client->noreply.pool || delta == 0) {
 		return mcd_counter_add(client, key, delta, ttl, &ignored);
 	}
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_COUNTER, started,
 		mcd_sent(send_counter_step(client, key, delta, ttl)));
@@ -406,7 +406,7 @@ mcd_rc mcd_counter_add_noreply(struct mcd_client *client, const char *key, int64
 
 mcd_rc mcd_touch(struct mcd_client *client, const char *key, long ttl)
 {
-	unsigned long started = mcd_now_us();
+	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_TOUCH, started, touch_key(client, key, ttl));
 }

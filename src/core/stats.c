@@ -25,12 +25,12 @@ const char *mcd_op_name(enum mcd_op op)
 	return op < MCD_OP_COUNT ? names[op] : "?";
 }
 
-unsigned long mcd_now_us(void)
+uint64_t mcd_now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long) ts.tv_sec * 1000000UL + (unsigned long) ts.tv_nsec / 1000UL;
+	return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
 }
 
 static const unsigned long bucket_us[MCD_TIME_BUCKETS] = {
@@ -42,7 +42,7 @@ unsigned long mcd_time_bucket_us(int i)
 	return i >= 0 && i < MCD_TIME_BUCKETS ? bucket_us[i] : 0;
 }
 
-mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc)
+mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, uint64_t started_us, mcd_rc rc)
 {
 	struct mcd_op_stats *s;
 	uint64_t took, worst;

@@ -55,10 +55,10 @@ struct mcd_stats {
 const char *mcd_op_name(enum mcd_op op);
 
 /*! Microseconds on the monotonic clock: what a call's start is taken with. */
-unsigned long mcd_now_us(void);
+uint64_t mcd_now_us(void);
 
 /*! Count one op that started at started_us (mcd_now_us) and ended with rc. Returns rc. */
-mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, unsigned long started_us, mcd_rc rc);
+mcd_rc mcd_stats_record(struct mcd_stats *stats, enum mcd_op op, uint64_t started_us, mcd_rc rc);
 
 /*! The upper bound of time bucket i, in microseconds. */
 unsigned long mcd_time_bucket_us(int i);

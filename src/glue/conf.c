@@ -16,11 +16,12 @@
 
 #include "glue/internal.h"
 
-enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings)
+enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings, int reloading)
 {
 	/* A reload of a file that did not change (FreePBX reloads on every Apply) does nothing:
-	 * the pools and what is known of the servers' health stay. */
-	struct ast_flags flags = { CONFIG_FLAG_FILEUNCHANGED };
+	 * the pools and what is known of the servers' health stay. A load always reads it
+	 * (Asterisk remembers the file across an unload). */
+	struct ast_flags flags = { reloading ? CONFIG_FLAG_FILEUNCHANGED : 0 };
 	struct ast_config *cfg = ast_config_load2(MCD_CONFIG_FILE, AST_MODULE, flags);
 	const char *category = NULL;
 	char err[256];

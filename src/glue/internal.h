@@ -42,7 +42,7 @@ struct mcd_live *mcd_live_get(void);
 /*! Read memcached.conf and hand its settings to the resolver, which builds the client and
  * makes it the live one (waiting a moment for the first lookup). 0, also when the file has not
  * changed (nothing is done); -1 when it cannot be used: then the old client stays. */
-int mcd_live_load(void);
+int mcd_live_load(int reloading);
 
 /*! Why calls cannot be served (no usable file, names that do not resolve), or "". */
 void mcd_live_problem(char *buf, size_t len);
@@ -59,7 +59,7 @@ enum mcd_conf_status {
 };
 
 /*! Read memcached.conf into settings, logging each problem with its line. */
-enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings);
+enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings, int reloading);
 
 /*! Log, at verbose level 2, the settings a new client runs with. */
 void mcd_conf_log(const struct mcd_settings *settings);
