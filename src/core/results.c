@@ -83,6 +83,7 @@ const char *mcd_rc_name(mcd_rc rc)
 	case MCD_LOCK_BUSY: return "MEMCACHED_LOCK_BUSY";
 	case MCD_NOT_LOCKED: return "MEMCACHED_NOT_LOCKED";
 	case MCD_KEY_RESERVED: return "MEMCACHED_KEY_RESERVED";
+	case MCD_RATE_LIMITED: return "MEMCACHED_RATE_LIMITED";
 	}
 	return "MEMCACHED_UNKNOWN_RESULT";
 }
@@ -102,6 +103,7 @@ enum mcd_outcome mcd_rc_outcome(mcd_rc rc)
 	case MCD_GROUP_FULL:
 	case MCD_LOCK_BUSY:
 	case MCD_NOT_LOCKED:
+	case MCD_RATE_LIMITED:
 		return MCD_OUTCOME_ANSWER;
 	case MEMCACHED_BAD_KEY_PROVIDED:
 	case MEMCACHED_NO_KEY_PROVIDED:

@@ -40,7 +40,8 @@ enum {
 	MCD_LOCK_BUSY,               /* another holder kept the lock (for the whole wait) */
 	MCD_NOT_LOCKED,              /* an unlock of a lock not held: expired, or another's */
 	MCD_KEY_RESERVED,            /* a key in the module's own namespace (see MCD_OWN_KEY_PREFIX) */
-	MCD_OWN_RESULT_LAST = MCD_KEY_RESERVED,
+	MCD_RATE_LIMITED,            /* MCDRATE: the limit is reached; the call was not counted */
+	MCD_OWN_RESULT_LAST = MCD_RATE_LIMITED,
 };
 
 /* What a result says about the call and the server. */

@@ -19,7 +19,7 @@ const char *mcd_op_name(enum mcd_op op)
 {
 	static const char *const names[MCD_OP_COUNT] = {
 		"get", "set", "add", "replace", "append", "prepend", "delete", "counter", "touch", "mget",
-		"group", "lock",
+		"group", "lock", "rate",
 	};
 
 	return op < MCD_OP_COUNT ? names[op] : "?";

@@ -29,6 +29,7 @@ enum mcd_op {
 	MCD_OP_MGET,
 	MCD_OP_GROUP,                /* group joins, leaves and counts */
 	MCD_OP_LOCK,                 /* locks taken and released */
+	MCD_OP_RATE,                 /* rate checks (MCDRATE) */
 	MCD_OP_COUNT,
 };
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,8 +21,10 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "client_private.h"
 #include "coord.h"
 #include "options.h"
+#include "rates.h"
 #include "util.h"
 
 static char err[256];
@@ -1120,15 +1123,26 @@ static void group_names_with_a_colon_are_refused(void **state)
 	mcd_client_destroy(c);
 }
 
-/* True when the cluster's node list, as memcached holds it, names node. */
-static bool node_listed(struct mcd_client *c, const char *node)
+/* A client whose prefix reaches the module's own keys of u_ clients: what another
+ * application sees there. */
+static struct mcd_client *own_keys_of_u(void)
 {
+	return client_for("u_" MCD_OWN_KEY_PREFIX, false);
+}
+
+/* True when the cluster's node list, as memcached holds it, names node. */
+static bool node_listed(const char *node)
+{
+	struct mcd_client *own = own_keys_of_u();
 	char *list = NULL, word[80];
 	size_t len = 0;
 	bool found;
+	mcd_rc rc;
 
 	snprintf(word, sizeof(word), " %s ", node);
-	if (mcd_get(c, "mcdnodes", &list, &len) != MCD_SUCCESS) {
+	rc = mcd_get(own, "nodes", &list, &len);
+	mcd_client_destroy(own);
+	if (rc != MCD_SUCCESS) {
 		return false;
 	}
 	/* Spaced on both sides, to match whole words only. */
@@ -1148,24 +1162,24 @@ static void a_node_without_heartbeat_leaves_the_node_list(void **state)
 
 	mcd_coord_tick(c, alive);
 	mcd_coord_tick(c, gone);
-	assert_true(node_listed(c, "beat_alive"));
-	assert_true(node_listed(c, "beat_gone"));
+	assert_true(node_listed("beat_alive"));
+	assert_true(node_listed("beat_gone"));
 	mcd_coord_destroy(gone);
 	/* Its heartbeat lives a lease (2 s): then the other node's tick drops it. */
 	for (int i = 0; i < 100 && !left; i++) {
 		mcd_coord_tick(c, alive);
-		left = !node_listed(c, "beat_gone");
+		left = !node_listed("beat_gone");
 		usleep(100000);
 	}
 	assert_true(left);
-	assert_true(node_listed(c, "beat_alive"));
+	assert_true(node_listed("beat_alive"));
 	mcd_coord_destroy(alive);
 	mcd_client_destroy(c);
 }
 
 static void a_group_listed_twice_is_reconciled_once_a_tick(void **state)
 {
-	struct mcd_client *c = client_for("u_", false);
+	struct mcd_client *c = client_for("u_", false), *own = own_keys_of_u();
 	struct mcd_coord *a = mcd_coord_create("twice_a", 30);
 	char group[64], entry[80], counter[96];
 	uint64_t value;
@@ -1176,9 +1190,9 @@ static void a_group_listed_twice_is_reconciled_once_a_tick(void **state)
 	/* Listed a second time, as when two nodes add it at once; and three joins elsewhere
 	 * under way (counted, not yet published). */
 	snprintf(entry, sizeof(entry), " :%s", group);
-	assert_int_equal(mcd_store(c, MCD_STORE_APPEND, "mcdgroups", entry, strlen(entry), 0), MCD_SUCCESS);
-	snprintf(counter, sizeof(counter), "mcdgroup::%s", group);
-	assert_int_equal(mcd_counter_add(c, counter, 3, 0, &value), MCD_SUCCESS);
+	assert_int_equal(mcd_store(own, MCD_STORE_APPEND, "groups", entry, strlen(entry), 0), MCD_SUCCESS);
+	snprintf(counter, sizeof(counter), "group::%s", group);
+	assert_int_equal(mcd_counter_add(own, counter, 3, 0, &value), MCD_SUCCESS);
 	assert_int_equal(value, 4);
 	/* One tick sees the gap once, however often the group is listed: nothing is corrected. */
 	assert_int_equal(mcd_coord_tick(c, a), 0);
@@ -1187,6 +1201,287 @@ static void a_group_listed_twice_is_reconciled_once_a_tick(void **state)
 	assert_int_equal(mcd_coord_tick(c, a), 1);
 	assert_int_equal(count_of(c, "", group), 1);
 	mcd_coord_destroy(a);
+	mcd_client_destroy(own);
+	mcd_client_destroy(c);
+}
+
+/* A publisher stuck on a hung server holds the ordered connection: the next join and leave
+ * wait for it one timeout at most, and the leave's step of the counter is not lost. (Here
+ * the test's own thread holds it: the old code waited for ever.) */
+static void a_busy_ordered_connection_holds_up_no_join_or_leave(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_coord *a = mcd_coord_create("busy_a", 30);
+	char group[64];
+
+	unique_group(group, sizeof(group), "busy");
+	assert_non_null(c->ordered);
+	pthread_mutex_lock(&c->ordered_lock);
+	assert_int_equal(mcd_group_join(c, a, "", group, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_group_join(c, a, "", group, 0), MCD_SUCCESS);
+	assert_int_equal(mcd_group_leave_noreply(c, a, "", group), MCD_SUCCESS);
+	pthread_mutex_unlock(&c->ordered_lock);
+	assert_int_equal(count_of(c, "", group), 1);
+	assert_int_equal(mcd_group_local(a, "", group), 1);
+	mcd_coord_destroy(a);
+	mcd_client_destroy(c);
+}
+
+static void keys_of_the_module_are_refused_to_callers(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_mget_item items[2] = { { .key = "free" }, { .key = MCD_OWN_KEY_PREFIX "groups" } };
+	char *value = NULL;
+	size_t len = 0;
+	uint64_t n;
+
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, MCD_OWN_KEY_PREFIX "nodes", "x", 1, 0), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_store_noreply(c, MCD_STORE_SET, MCD_OWN_KEY_PREFIX "nodes", "x", 1, 0),
+		MCD_KEY_RESERVED);
+	assert_int_equal(mcd_get(c, MCD_OWN_KEY_PREFIX "lock:x", &value, &len), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_counter_add(c, MCD_OWN_KEY_PREFIX "group:trk:g1", -9, 0, &n), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_counter_add_noreply(c, MCD_OWN_KEY_PREFIX "group:trk:g1", -9, 0), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_counter_set(c, MCD_OWN_KEY_PREFIX "group:trk:g1", 0, 0), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_delete(c, MCD_OWN_KEY_PREFIX "lock:x"), MCD_KEY_RESERVED);
+	assert_int_equal(mcd_touch(c, MCD_OWN_KEY_PREFIX "lock:x", 5), MCD_KEY_RESERVED);
+	mcd_mget(c, items, 2);
+	assert_int_equal(items[1].rc, MCD_KEY_RESERVED);
+	mcd_value_free(items[0].value);
+	/* A key that only contains the word is the caller's. */
+	assert_int_equal(mcd_store(c, MCD_STORE_SET, "x_mcd:nodes", "x", 1, 0), MCD_SUCCESS);
+	assert_string_equal(mcd_rc_name(MCD_KEY_RESERVED), "MEMCACHED_KEY_RESERVED");
+	mcd_client_destroy(c);
+}
+
+
+/* --- rates (MCDRATE), on a simulated clock against a real memcached --- */
+
+static void rate_periods_parse_with_units_and_in_range(void **state)
+{
+	static const struct {
+		const char *text;
+		long seconds;            /* -1: refused */
+	} cases[] = {
+		{ "30", 30 }, { "1s", 1 }, { "1m", 60 }, { "2h", 7200 }, { "1d", 86400 }, { "30d", 2592000 },
+		{ "2592000", 2592000 }, { "31d", -1 }, { "2592001", -1 }, { "0", -1 }, { "", -1 }, { "m", -1 },
+		{ "-5", -1 }, { "1.5", -1 }, { "1x", -1 }, { "1 m", -1 }, { "1mm", -1 }, { "99999999999999999999", -1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		long seconds = 0;
+		int rc = mcd_rate_parse_period(cases[i].text, &seconds);
+
+		if (cases[i].seconds < 0) {
+			assert_int_equal(rc, -1);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(seconds, cases[i].seconds);
+		}
+	}
+}
+
+static void unique_rate(char *buf, size_t len, const char *what)
+{
+	static int n;
+	snprintf(buf, len, "%s_%d_%ld_%ld", what, n++, (long) getpid(), (long) time(NULL));
+}
+
+/* A time far from now on the simulated clock: each test its own stretch of buckets. */
+static int64_t sim_start_ms(void)
+{
+	return (int64_t) time(NULL) * 1000 + 10000000;
+}
+
+/*
+ * Nodes (clients of their own) try a rate of limit per period at about 50 times the limit,
+ * at random moments of a simulated clock (seeded: a failing seed replays). Every span of the
+ * period holds at most limit admissions, and at least 90% of the limit is used.
+ */
+static void rate_simulation(unsigned int seed, int nodes, uint64_t limit, long period_s, int periods)
+{
+	struct mcd_client *c[8];
+	struct mcd_rate rate = { .limit = limit, .period_s = period_s };
+	const int64_t start = sim_start_ms(), period_ms = period_s * 1000;
+	const int64_t end = start + periods * period_ms;
+	int64_t *admitted = calloc((size_t) (limit * (uint64_t) periods * 2 + 16), sizeof(int64_t));
+	size_t count = 0;
+	char name[64];
+
+	unique_rate(name, sizeof(name), "sim");
+	rate.name = name;
+	srand(seed);
+	for (int n = 0; n < nodes; n++) {
+		c[n] = client_for("u_", false);
+	}
+	for (int64_t now = start; now < end; now += 1 + rand() % (int) (2 * period_ms / (50 * (int64_t) limit))) {
+		struct mcd_rate_answer answer;
+		mcd_rc rc = mcd_rate_check(c[rand() % nodes], &rate, now, &answer);
+
+		assert_true(rc == MCD_SUCCESS || rc == MCD_RATE_LIMITED);
+		assert_int_equal(answer.admitted, rc == MCD_SUCCESS);
+		if (answer.admitted) {
+			admitted[count++] = now;
+		} else {
+			assert_true(answer.retry_ms > 0 && answer.retry_ms <= period_ms + period_ms / MCD_RATE_BUCKETS);
+		}
+	}
+	/* No span of the period holds more than limit: admission i and i + limit are a period apart. */
+	for (size_t i = 0; i + limit < count; i++) {
+		if (admitted[i + limit] - admitted[i] < period_ms) {
+			print_error("seed %u: %llu admissions within %lld ms (from %lld)\n", seed,
+				(unsigned long long) limit + 1, (long long) (admitted[i + limit] - admitted[i]),
+				(long long) (admitted[i] - start));
+			fail();
+		}
+	}
+	/* At least 90% of the limit used under overload. */
+	if (count * 10 < (size_t) (limit * (uint64_t) periods * 9)) {
+		print_error("seed %u: %zu admitted of %llu\n", seed, count, (unsigned long long) (limit * periods));
+		fail();
+	}
+	print_message("rate simulation seed %u: %d nodes, %llu per %ld s over %d periods: %zu admitted (%.1f%%)\n",
+		seed, nodes, (unsigned long long) limit, period_s, periods, count,
+		100.0 * (double) count / (double) (limit * (uint64_t) periods));
+	for (int n = 0; n < nodes; n++) {
+		mcd_client_destroy(c[n]);
+	}
+	free(admitted);
+}
+
+static void rate_admits_at_most_the_limit_in_any_span_and_uses_90_percent(void **state)
+{
+	const char *seed_text = getenv("MCD_RATE_SEED");
+	unsigned int seed = seed_text ? (unsigned int) strtoul(seed_text, NULL, 10) : (unsigned int) time(NULL);
+
+	rate_simulation(seed, 3, 20, 2, 12);
+	rate_simulation(seed + 1, 5, 7, 1, 20);
+	rate_simulation(seed + 2, 2, 100, 60, 4);
+}
+
+struct rate_racer {
+	const struct mcd_rate *rate;
+	int64_t now;
+	atomic_int admitted;
+};
+
+static void *race_for_rate(void *arg)
+{
+	struct rate_racer *r = arg;
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_rate_answer answer;
+
+	for (int i = 0; i < 40; i++) {
+		mcd_rc rc = mcd_rate_check(c, r->rate, r->now, &answer);
+
+		assert_true(rc == MCD_SUCCESS || rc == MCD_RATE_LIMITED);
+		if (rc == MCD_SUCCESS) {
+			atomic_fetch_add(&r->admitted, 1);
+		}
+	}
+	mcd_client_destroy(c);
+	return NULL;
+}
+
+/* 8 nodes, 320 tries at one instant: exactly the limit admitted, and counted. */
+static void racing_rate_checks_admit_exactly_the_limit(void **state)
+{
+	struct mcd_rate rate = { .limit = 50, .period_s = 10 };
+	struct rate_racer racer = { .rate = &rate, .now = sim_start_ms() + 30000000 };
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_rate_answer answer;
+	pthread_t threads[8];
+	char name[64];
+
+	unique_rate(name, sizeof(name), "race");
+	rate.name = name;
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(pthread_create(&threads[i], NULL, race_for_rate, &racer), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(threads[i], NULL);
+	}
+	assert_int_equal(atomic_load(&racer.admitted), 50);
+	assert_int_equal(mcd_rate_peek(c, &rate, racer.now, &answer), MCD_SUCCESS);
+	assert_int_equal(answer.count, 50);
+	mcd_client_destroy(c);
+}
+
+static void rate_counts_attempts_only_with_option_a(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_rate admitted_only = { .limit = 3, .period_s = 10 }, attempts = admitted_only;
+	struct mcd_rate_answer answer;
+	char one[64], two[64];
+	const int64_t start = sim_start_ms() + 20000000;
+
+	unique_rate(one, sizeof(one), "pin");
+	unique_rate(two, sizeof(two), "pin_a");
+	admitted_only.name = one;
+	attempts.name = two;
+	attempts.attempts = true;
+	for (int s = 0; s < 3; s++) {
+		assert_int_equal(mcd_rate_check(c, &admitted_only, start + s * 1000, &answer), MCD_SUCCESS);
+		assert_int_equal(mcd_rate_check(c, &attempts, start + s * 1000, &answer), MCD_SUCCESS);
+	}
+	/* Tries every second: refused ones count only with a, so only a stays refused. */
+	for (int s = 3; s < 30; s++) {
+		mcd_rc plain = mcd_rate_check(c, &admitted_only, start + s * 1000, &answer);
+
+		assert_int_equal(mcd_rate_check(c, &attempts, start + s * 1000, &answer), MCD_RATE_LIMITED);
+		/* Admissions leave the span (and their bucket) 11 s on: 0, 1, 2 admitted, then
+		 * 11, 12, 13, then 22, 23, 24; never 4 within 10 s. */
+		assert_int_equal(plain, s < 11 || (s >= 14 && s < 22) || s >= 25 ? MCD_RATE_LIMITED : MCD_SUCCESS);
+	}
+	/* A pause of a period and a bucket: a admits again. */
+	assert_int_equal(mcd_rate_check(c, &attempts, start + 41000, &answer), MCD_SUCCESS);
+	mcd_client_destroy(c);
+}
+
+static void rate_fixed_windows_are_a_quota_per_calendar_window(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_rate quota = { .limit = 5, .period_s = 3600, .fixed = true, .utc_offset_s = 7200 };
+	struct mcd_rate_answer answer;
+	char name[64];
+	/* 10:59:00 local (UTC+2): the window ends in 60 s. */
+	const int64_t hour_start = ((sim_start_ms() / 3600000) + 1000) * 3600000 - 7200000;
+	const int64_t now = hour_start + 59 * 60000;
+
+	unique_rate(name, sizeof(name), "quota");
+	quota.name = name;
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(mcd_rate_check(c, &quota, now + i, &answer), MCD_SUCCESS);
+		assert_int_equal(answer.count, (uint64_t) i + 1);
+	}
+	assert_int_equal(mcd_rate_check(c, &quota, now + 10, &answer), MCD_RATE_LIMITED);
+	assert_int_equal(answer.count, 5);
+	assert_int_equal(answer.retry_ms, 60000 - 10);
+	/* A peek counts nothing. */
+	assert_int_equal(mcd_rate_peek(c, &quota, now + 20, &answer), MCD_SUCCESS);
+	assert_false(answer.admitted);
+	assert_int_equal(answer.count, 5);
+	/* The next local hour is a new window. */
+	assert_int_equal(mcd_rate_check(c, &quota, hour_start + 3600000, &answer), MCD_SUCCESS);
+	assert_int_equal(answer.count, 1);
+	mcd_client_destroy(c);
+}
+
+static void rate_input_is_checked_before_anything_is_counted(void **state)
+{
+	struct mcd_client *c = client_for("u_", false);
+	struct mcd_rate_answer answer;
+	struct mcd_rate bad[] = {
+		{ .name = "x", .limit = 0, .period_s = 10 }, { .name = "x", .limit = 1, .period_s = 0 },
+		{ .name = "x", .limit = 1, .period_s = MCD_RATE_PERIOD_MAX + 1 }, { .name = "", .limit = 1, .period_s = 1 },
+		{ .name = "a:b", .limit = 1, .period_s = 1 }, { .name = "a b", .limit = 1, .period_s = 1 },
+	};
+	const mcd_rc expected[] = { MCD_ARGUMENT_NEEDED, MCD_ARGUMENT_NEEDED, MCD_ARGUMENT_NEEDED,
+		MCD_ARGUMENT_NEEDED, MEMCACHED_BAD_KEY_PROVIDED, MEMCACHED_BAD_KEY_PROVIDED };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(mcd_rate_check(c, &bad[i], sim_start_ms(), &answer), expected[i]);
+		assert_false(answer.admitted);
+	}
 	mcd_client_destroy(c);
 }
 
@@ -1330,6 +1625,14 @@ int main(void)
 		cmocka_unit_test(a_node_without_heartbeat_leaves_the_node_list),
 		cmocka_unit_test(a_group_listed_twice_is_reconciled_once_a_tick),
 		cmocka_unit_test(unresolvable_server_fails_at_creation),
+		cmocka_unit_test(keys_of_the_module_are_refused_to_callers),
+		cmocka_unit_test(rate_periods_parse_with_units_and_in_range),
+		cmocka_unit_test(rate_admits_at_most_the_limit_in_any_span_and_uses_90_percent),
+		cmocka_unit_test(rate_counts_attempts_only_with_option_a),
+		cmocka_unit_test(racing_rate_checks_admit_exactly_the_limit),
+		cmocka_unit_test(rate_fixed_windows_are_a_quota_per_calendar_window),
+		cmocka_unit_test(rate_input_is_checked_before_anything_is_counted),
+		cmocka_unit_test(a_busy_ordered_connection_holds_up_no_join_or_leave),
 		cmocka_unit_test(stats_histogram_is_consistent_while_calls_are_counted),
 		cmocka_unit_test(escape_shows_every_control_byte_and_cuts_at_a_whole_escape),
 	};

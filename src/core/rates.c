@@ -1,0 +1,263 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * rates: MCDRATE's counting. A sliding period P is cut into buckets of
+ * P / MCD_RATE_BUCKETS by the wall clock; a decision at t reads the current
+ * bucket and the MCD_RATE_BUCKETS before it, which cover at least [t - P, t],
+ * with one multi-get, and admits only when their sum stays within the limit:
+ * an incr of the current bucket, stepped back when it lands over (another
+ * Asterisk got there first). So every span of P that ends at an admission
+ * holds at most the limit, and no span does. All of a name's buckets live on
+ * one server (libmemcached's master key) and expire once no window needs
+ * them, so an Asterisk that dies leaves nothing behind after P.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_private.h"
+#include "rates.h"
+#include "util.h"
+
+#define SLOTS (MCD_RATE_BUCKETS + 1)
+
+/* The keys of the buckets a decision reads, oldest first (one for a fixed window). */
+struct window {
+	char master[MCD_KEY_MAX + 1];
+	size_t master_len;
+	char keys[SLOTS][MCD_KEY_MAX + 1];
+	const char *key_ptrs[SLOTS];
+	size_t lens[SLOTS];
+	uint64_t values[SLOTS];
+	unsigned int count;
+	int64_t first;               /* the index of the oldest bucket, or of the window */
+	int64_t width_ms;            /* of a bucket, or of the window */
+	int64_t end_ms;              /* a fixed window's end */
+	long ttl_s;                  /* what a new bucket lives: while any window needs it */
+};
+
+int mcd_rate_parse_period(const char *text, long *seconds)
+{
+	static const struct {
+		char unit;
+		long seconds;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	char number[24];
+	size_t len = text ? strlen(text) : 0;
+	long scale = 1, value;
+
+	/* Digits and a unit, nothing around them. */
+	if (!len || len >= sizeof(number) || strspn(text, "0123456789") < len - 1) {
+		return -1;
+	}
+	memcpy(number, text, len + 1);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (number[len - 1] == units[i].unit) {
+			number[--len] = '\0';
+			scale = units[i].seconds;
+			break;
+		}
+	}
+	if (!len || mcd_parse_long(number, 1, MCD_RATE_PERIOD_MAX / scale, &value)) {
+		return -1;
+	}
+	*seconds = value * scale;
+	return 0;
+}
+
+static mcd_rc check_rate(const struct mcd_rate *rate)
+{
+	size_t len = rate->name ? strlen(rate->name) : 0;
+
+	if (!len || !rate->limit || rate->period_s < 1 || rate->period_s > MCD_RATE_PERIOD_MAX) {
+		return MCD_ARGUMENT_NEEDED;
+	}
+	if (len > MCD_NAME_MAX) {
+		return MCD_KEY_TOO_LONG;
+	}
+	/* No ':': it separates the name from the period and the bucket in keys. */
+	return mcd_is_token(rate->name, len) && !strchr(rate->name, ':') ? MEMCACHED_SUCCESS
+		: MEMCACHED_BAD_KEY_PROVIDED;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b < 0);
+}
+
+/* The window of rate at now_ms and its keys: rate:NAME:PERIOD:MODE:INDEX, placed by rate:NAME. */
+static mcd_rc window_of(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
+	struct window *w)
+{
+	const char *mode = rate->fixed ? (rate->attempts ? "fa" : "f") : (rate->attempts ? "a" : "s");
+	const int64_t period_ms = (int64_t) rate->period_s * 1000;
+	char name[MCD_KEY_MAX + 1];
+	mcd_rc rc = check_rate(rate);
+
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	if (rate->fixed) {
+		const int64_t offset_ms = (int64_t) rate->utc_offset_s * 1000;
+
+		w->count = 1;
+		w->width_ms = period_ms;
+		w->first = floor_div(now_ms + offset_ms, period_ms);
+		w->end_ms = (w->first + 1) * period_ms - offset_ms;
+		w->ttl_s = (long) ((w->end_ms - now_ms + 999) / 1000) + 1;
+	} else {
+		w->count = SLOTS;
+		w->width_ms = period_ms / MCD_RATE_BUCKETS;
+		w->first = floor_div(now_ms, w->width_ms) - MCD_RATE_BUCKETS;
+		w->ttl_s = (long) ((SLOTS * w->width_ms + 999) / 1000) + 1;
+	}
+	snprintf(name, sizeof(name), "rate:%s", rate->name);
+	if ((rc = mcd_client_own_key(client, name, w->master, &w->master_len)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	for (unsigned int i = 0; i < w->count && rc == MEMCACHED_SUCCESS; i++) {
+		snprintf(name, sizeof(name), "rate:%s:%ld:%s:%lld", rate->name, rate->period_s, mode,
+			(long long) (w->first + i));
+		rc = mcd_client_own_key(client, name, w->keys[i], &w->lens[i]);
+		w->key_ptrs[i] = w->keys[i];
+	}
+	return rc;
+}
+
+static mcd_rc take_bucket(const memcached_result_st *result, void *arg)
+{
+	struct window *w = arg;
+	const char *key = memcached_result_key_value(result);
+	size_t len = memcached_result_key_length(result);
+
+	for (unsigned int i = 0; i < w->count; i++) {
+		if (len == w->lens[i] && !memcmp(key, w->keys[i], len)) {
+			w->values[i] = mcd_uint64_of(memcached_result_value(result), memcached_result_length(result));
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+static mcd_rc read_window(struct mcd_client *client, struct mcd_call *call, struct window *w)
+{
+	mcd_rc rc;
+
+	memset(w->values, 0, sizeof(w->values));
+	rc = mcd_mget_each(call->memc, w->master, w->master_len, w->key_ptrs, w->lens, w->count, take_bucket, w);
+	if (mcd_connection_lost(client, call->memc, call->server, rc)) {
+		/* A read changes nothing: once more, on a fresh connection. */
+		memset(w->values, 0, sizeof(w->values));
+		rc = mcd_mget_each(call->memc, w->master, w->master_len, w->key_ptrs, w->lens, w->count, take_bucket, w);
+	}
+	return rc;
+}
+
+static uint64_t sum_of(const struct window *w)
+{
+	uint64_t sum = 0;
+
+	for (unsigned int i = 0; i < w->count; i++) {
+		sum += w->values[i];
+	}
+	return sum;
+}
+
+/* Until a place frees: the oldest buckets leave the span one by one (a fixed window ends). */
+static int64_t retry_after(const struct window *w, uint64_t limit, int64_t now_ms)
+{
+	uint64_t left = sum_of(w);
+
+	if (w->count == 1) {
+		return w->end_ms - now_ms;
+	}
+	for (unsigned int i = 0; i < w->count; i++) {
+		left -= w->values[i];
+		if (left < limit) {
+			/* Bucket first + i is in the span until the current one is first + i + SLOTS. */
+			return (w->first + i + SLOTS) * w->width_ms - now_ms;
+		}
+	}
+	return (w->first + 2 * SLOTS - 1) * w->width_ms - now_ms;
+}
+
+static mcd_rc decide(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms, bool count_it,
+	struct mcd_rate_answer *answer)
+{
+	struct window *w = calloc(1, sizeof(*w));
+	struct mcd_call call;
+	uint64_t sum, stepped;
+	mcd_rc rc;
+
+	*answer = (struct mcd_rate_answer) { .admitted = false };
+	if (!w) {
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
+	if ((rc = window_of(client, rate, now_ms, w)) != MEMCACHED_SUCCESS) {
+		free(w);
+		return rc;
+	}
+	memcpy(call.key, w->master, w->master_len + 1);
+	call.key_len = w->master_len;
+	/* The counters' pool: steps go in the text protocol there (see mcd_counter_pool). */
+	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) != MEMCACHED_SUCCESS) {
+		free(w);
+		return rc;
+	}
+	rc = read_window(client, &call, w);
+	sum = sum_of(w);
+	if (rc == MEMCACHED_SUCCESS && count_it && (rate->attempts || sum < rate->limit)) {
+		const unsigned int current = w->count - 1;
+		const time_t expiry = (time_t) mcd_wire_expiry(w->ttl_s, now_ms / 1000);
+
+		rc = mcd_counter_step(call.memc, call.key, call.key_len, w->keys[current], w->lens[current], 1,
+			expiry, &stepped);
+		if (rc == MEMCACHED_SUCCESS) {
+			/* What the step found there includes what others counted since the read. */
+			sum += stepped - w->values[current];
+			w->values[current] = stepped;
+			answer->admitted = sum <= rate->limit;
+			if (!answer->admitted && !rate->attempts
+				&& mcd_counter_step(call.memc, call.key, call.key_len, w->keys[current], w->lens[current],
+					-1, expiry, &stepped) == MEMCACHED_SUCCESS) {
+				/* Over: another got there first. Stepped back, so that only admissions count
+				 * (had the step back failed, the extra count would only refuse more). */
+				sum--;
+				w->values[current]--;
+			}
+		}
+	} else if (rc == MEMCACHED_SUCCESS) {
+		/* Not counted: a peek, or a refusal that needs no write. */
+		answer->admitted = count_it ? false : sum < rate->limit;
+	}
+	mcd_call_end(client, &call, rc);
+	if (rc == MEMCACHED_SUCCESS) {
+		answer->count = sum;
+		answer->retry_ms = answer->admitted ? 0 : retry_after(w, rate->limit, now_ms);
+		if (answer->retry_ms < 0) {
+			answer->retry_ms = 0;
+		}
+		rc = answer->admitted || !count_it ? MEMCACHED_SUCCESS : MCD_RATE_LIMITED;
+	}
+	free(w);
+	return rc;
+}
+
+mcd_rc mcd_rate_check(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
+	struct mcd_rate_answer *answer)
+{
+	uint64_t started = mcd_now_us();
+
+	return mcd_stats_record(client->stats, MCD_OP_RATE, started, decide(client, rate, now_ms, true, answer));
+}
+
+mcd_rc mcd_rate_peek(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
+	struct mcd_rate_answer *answer)
+{
+	uint64_t started = mcd_now_us();
+
+	return mcd_stats_record(client->stats, MCD_OP_RATE, started, decide(client, rate, now_ms, false, answer));
+}
