@@ -267,6 +267,7 @@ static int unload_module(void)
 	res |= mcd_manager_cleanup();
 	res |= mcd_cli_cleanup();
 	res |= mcd_coordination_cleanup();
+	res |= mcd_rates_cleanup();
 	res |= mcd_dialplan_cleanup();
 	stop_resolver();
 	ao2_global_obj_release(live_client);
@@ -288,7 +289,8 @@ static int load_module(void)
 		return AST_MODULE_LOAD_DECLINE;
 	}
 	resolver.running = 1;
-	if (mcd_dialplan_init() || mcd_coordination_init() || mcd_cli_init() || mcd_manager_init()) {
+	if (mcd_dialplan_init() || mcd_rates_init() || mcd_coordination_init() || mcd_cli_init()
+		|| mcd_manager_init()) {
 		unload_module();
 		return AST_MODULE_LOAD_DECLINE;
 	}

@@ -23,6 +23,7 @@ static const char *const hash_names[] = {
 
 /* Same order as enum mcd_distribution. */
 static const char *const distribution_names[] = { "modula", "consistent", NULL };
+static const char *const rate_failure_names[] = { "admit", "refuse", NULL };
 
 #define FIELD(field) offsetof(struct mcd_settings, field), sizeof(((struct mcd_settings *) 0)->field)
 #define NUMBER(name, field, def, min, max, unit, help) \
@@ -68,6 +69,8 @@ static const struct mcd_option options[] = {
 		"a dead Asterisk's group members stop counting within this"),
 	NUMBER("lock_ttl", lock_ttl_s, "60", 1, 86400, "s", "a lock never released expires after this"),
 	NUMBER("lock_wait", lock_wait_ms, "3000", 0, 60000, "ms", "how long MCDLOCK waits for a lock"),
+	CHOICE("rate_on_failure", rate_on_failure, "admit", rate_failure_names,
+		"MCDRATE's answer when memcached cannot give one"),
 };
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))

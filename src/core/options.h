@@ -72,7 +72,10 @@ struct mcd_settings {
 	long group_lease_s;          /* a node's published group counts live lease/2, renewed every lease/4 */
 	long lock_ttl_s;             /* a lock taken without a ttl of its own expires after this */
 	long lock_wait_ms;           /* how long MCDLOCK waits for a lock held by another */
+	int rate_on_failure;         /* MCDRATE when memcached cannot answer: MCD_RATE_ADMIT or _REFUSE */
 };
+
+enum { MCD_RATE_ADMIT, MCD_RATE_REFUSE };
 
 enum mcd_option_kind {
 	MCD_OPTION_NUMBER,           /* a whole number from min to max (a long) */

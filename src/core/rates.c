@@ -2,7 +2,7 @@
  * res_memcached -- memcached access for the Asterisk dialplan
  *
  * rates: MCDRATE's counting. A sliding period P is cut into buckets of
- * P / MCD_RATE_BUCKETS by the wall clock; a decision at t reads the current
+ * P / MCD_RATE_BUCKETS (20) by the wall clock; a decision at t reads the current
  * bucket and the MCD_RATE_BUCKETS before it, which cover at least [t - P, t],
  * with one multi-get, and admits only when their sum stays within the limit:
  * an incr of the current bucket, stepped back when it lands over (another

@@ -20,8 +20,8 @@
 #include "client.h"
 
 /* A sliding period is counted in this many buckets (plus the current one): at least
- * RATE_BUCKETS / (RATE_BUCKETS + 1) of the limit is usable under steady overload. */
-#define MCD_RATE_BUCKETS 10
+ * MCD_RATE_BUCKETS / (MCD_RATE_BUCKETS + 1) of the limit (95%) is usable under steady overload. */
+#define MCD_RATE_BUCKETS 20
 
 /* The longest period: 30 days. */
 #define MCD_RATE_PERIOD_MAX (30L * 24 * 3600)

@@ -10,6 +10,7 @@
  *   manager.c   the Memcached* manager (AMI) actions
  *   coordination.c  MCDGROUP, MCDGROUP_COUNT, MCDLOCK, MCDTRYLOCK, MCDUNLOCK, the channel
  *               datastore that ends memberships and locks, the tick thread
+ *   rates.c     MCDRATE: calls per period, limited across the cluster
  *   metrics.c   the snapshot res_memcached_prometheus renders (see metrics.h)
  * Every name here starts with mcd_: a module's global symbols can meet
  * another module's in Asterisk's process.
@@ -93,6 +94,8 @@ int mcd_manager_init(void);
 int mcd_manager_cleanup(void);
 int mcd_coordination_init(void);
 int mcd_coordination_cleanup(void);
+int mcd_rates_init(void);
+int mcd_rates_cleanup(void);
 
 /*! This Asterisk's groups and locks (for the console and the manager); NULL before init. */
 struct mcd_coord *mcd_coordination(void);

@@ -1428,7 +1428,7 @@ static void rate_counts_attempts_only_with_option_a(void **state)
 		mcd_rc plain = mcd_rate_check(c, &admitted_only, start + s * 1000, &answer);
 
 		assert_int_equal(mcd_rate_check(c, &attempts, start + s * 1000, &answer), MCD_RATE_LIMITED);
-		/* Admissions leave the span (and their bucket) 11 s on: 0, 1, 2 admitted, then
+		/* Admissions leave the span (and their half-second bucket) 10.5 s on: 0, 1, 2 admitted, then
 		 * 11, 12, 13, then 22, 23, 24; never 4 within 10 s. */
 		assert_int_equal(plain, s < 11 || (s >= 14 && s < 22) || s >= 25 ? MCD_RATE_LIMITED : MCD_SUCCESS);
 	}
