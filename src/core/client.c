@@ -1,8 +1,8 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * client: building a client (servers, behaviours, pools), taking and giving
- * back connections, each server's health and protocol, and server reports.
+ * client: building a client (servers, behaviours, pools), its keys, and taking
+ * and giving back connections (a bounded wait; stale connections closed).
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -19,9 +19,6 @@
 
 #include "client_private.h"
 #include "util.h"
-
-static void start_prober(struct mcd_client *client);
-static void stop_prober(struct mcd_client *client);
 
 /* options.c names hash functions in libmemcached's own order. */
 _Static_assert(MEMCACHED_HASH_DEFAULT == 0 && MEMCACHED_HASH_MD5 == 1 && MEMCACHED_HASH_CRC == 2
@@ -61,7 +58,7 @@ int mcd_server_resolve(struct mcd_server *server, char *err, size_t errlen)
 }
 
 /* Add server to memc, over TCP or its unix socket, with its weight. */
-static memcached_return_t add_server(memcached_st *memc, const struct mcd_server *server)
+memcached_return_t mcd_add_server(memcached_st *memc, const struct mcd_server *server)
 {
 	return server->unix_socket
 		? memcached_server_add_unix_socket_with_weight(memc, server->host, server->weight)
@@ -69,7 +66,7 @@ static memcached_return_t add_server(memcached_st *memc, const struct mcd_server
 }
 
 /* The timeouts that bound every network wait: connecting, then each read or write. */
-static int set_timeouts(memcached_st *memc, const struct mcd_settings *s)
+int mcd_set_timeouts(memcached_st *memc, const struct mcd_settings *s)
 {
 	return memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
 			(uint64_t) s->connect_timeout_ms))
@@ -123,7 +120,7 @@ static int set_behaviors(memcached_st *memc, const struct mcd_settings *s, char 
 		snprintf(err, errlen, "hash %s is not built into this libmemcached", mcd_hash_name(s->hash));
 		return -1;
 	}
-	if (set_timeouts(memc, s)) {
+	if (mcd_set_timeouts(memc, s)) {
 		snprintf(err, errlen, "libmemcached refused the timeouts");
 		return -1;
 	}
@@ -147,8 +144,8 @@ static int make_pool(struct mcd_pool *pool, memcached_st *master, long size)
 	pool->size = (unsigned int) size;
 	pthread_mutex_init(&pool->wait_lock, NULL);
 	mcd_monotonic_cond_init(&pool->freed);
-	pool->seen_epoch = calloc((size_t) size, sizeof(*pool->seen_epoch));
-	pool->pool = master && pool->seen_epoch ? memcached_pool_create(master, 1, (uint32_t) size) : NULL;
+	pool->slots = calloc((size_t) size, sizeof(*pool->slots));
+	pool->pool = master && pool->slots ? memcached_pool_create(master, 1, (uint32_t) size) : NULL;
 	return pool->pool ? 0 : -1;
 }
 
@@ -172,10 +169,10 @@ static void destroy_pool(struct mcd_pool *pool, bool sasl)
 	if (pool->pool) {
 		memcached_pool_destroy(pool->pool);
 	}
-	if (pool->seen_epoch) {
+	if (pool->slots) {
 		pthread_mutex_destroy(&pool->wait_lock);
 		pthread_cond_destroy(&pool->freed);
-		free(pool->seen_epoch);
+		free(pool->slots);
 	}
 	if (pool->master) {
 		if (sasl) {
@@ -217,7 +214,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 			memcached_free(master);
 			goto failed;
 		}
-		if (memcached_failed(rc = add_server(master, server))) {
+		if (memcached_failed(rc = mcd_add_server(master, server))) {
 			snprintf(err, errlen, "cannot add server %s: %s", mcd_server_address(server, address),
 				memcached_strerror(master, rc));
 			memcached_free(master);
@@ -257,7 +254,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 		goto failed;
 	}
 	if (mcd_tracks_health(client)) {
-		start_prober(client);
+		mcd_prober_start(client);
 	}
 	return client;
 
@@ -271,7 +268,7 @@ void mcd_client_destroy(struct mcd_client *client)
 	if (!client) {
 		return;
 	}
-	stop_prober(client);
+	mcd_prober_stop(client);
 	if (client->ordered) {
 		memcached_free(client->ordered);
 	}
@@ -416,33 +413,37 @@ static void unreserve_handle(struct mcd_pool *pool)
 	pthread_mutex_unlock(&pool->wait_lock);
 }
 
-/* A handle whose connections may predate a server's restart closes them: the next request
- * reconnects instead of failing on a socket the server closed. */
-static void reconnect_if_stale(struct mcd_client *client, struct mcd_pool *pool, memcached_st *memc)
+void mcd_reconnect_if_stale(struct mcd_client *client, memcached_st *memc, struct mcd_handle_slot *slot)
 {
-	unsigned int *seen = memcached_get_user_data(memc);
 	const unsigned int epoch = atomic_load(&client->connections_epoch);
 
-	if (!seen) {
-		/* A handle the pool just made: it has no connection yet. */
-		unsigned int slot = atomic_fetch_add(&pool->slots_used, 1);
-
-		if (slot >= pool->size) {
-			return;
-		}
-		seen = &pool->seen_epoch[slot];
-		*seen = epoch;
-		memcached_set_user_data(memc, seen);
-	} else if (*seen != epoch) {
+	if (slot->epoch != epoch || mcd_now_us() - slot->last_used_us >= MCD_IDLE_RECONNECT_US) {
 		memcached_quit(memc);
-		*seen = epoch;
+		slot->epoch = epoch;
 	}
+}
+
+/* The slot of a pooled handle, given to it on its first use (the pool makes at most size). */
+static struct mcd_handle_slot *slot_of(struct mcd_client *client, struct mcd_pool *pool, memcached_st *memc)
+{
+	struct mcd_handle_slot *slot = memcached_get_user_data(memc);
+	unsigned int n;
+
+	if (!slot && (n = atomic_fetch_add(&pool->slots_used, 1)) < pool->size) {
+		/* A handle the pool just made: it has no connection yet. */
+		slot = &pool->slots[n];
+		slot->epoch = atomic_load(&client->connections_epoch);
+		slot->last_used_us = mcd_now_us();
+		memcached_set_user_data(memc, slot);
+	}
+	return slot;
 }
 
 memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *pool, mcd_rc *rc)
 {
 	memcached_return_t fetch_rc = MEMCACHED_SUCCESS;
 	memcached_st *memc = NULL;
+	struct mcd_handle_slot *slot;
 	unsigned int held, peak;
 
 	if (!reserve_handle(client, pool)) {
@@ -457,7 +458,9 @@ memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *po
 			? MEMCACHED_MEMORY_ALLOCATION_FAILURE : (mcd_rc) fetch_rc;
 		return NULL;
 	}
-	reconnect_if_stale(client, pool, memc);
+	if ((slot = slot_of(client, pool, memc))) {
+		mcd_reconnect_if_stale(client, memc, slot);
+	}
 	/* The pool makes a handle only when none is free: the peak held is how many it made. */
 	held = atomic_fetch_add(&pool->in_use, 1) + 1;
 	peak = atomic_load(&pool->peak);
@@ -468,255 +471,14 @@ memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *po
 
 void mcd_give_back(struct mcd_pool *pool, memcached_st *memc)
 {
+	struct mcd_handle_slot *slot = memcached_get_user_data(memc);
+
+	if (slot) {
+		slot->last_used_us = mcd_now_us();
+	}
 	atomic_fetch_sub(&pool->in_use, 1);
 	memcached_pool_release(pool->pool, memc);
 	unreserve_handle(pool);
-}
-
-/* Say something to the administrator through the glue, if it listens. */
-static void notice(const struct mcd_client *client, const char *format, ...)
-{
-	char message[512];
-	va_list ap;
-
-	if (!client->notice) {
-		return;
-	}
-	va_start(ap, format);
-	vsnprintf(message, sizeof(message), format, ap);
-	va_end(ap);
-	client->notice(message);
-}
-
-/* Whether server i answers a version request in the given protocol, on a connection of its
- * own, within the configured timeouts. */
-static bool answers(const struct mcd_client *client, unsigned int i, bool binary)
-{
-	memcached_st *memc = memcached_create(NULL);
-	bool answered = false;
-
-	if (memc && !memcached_failed(add_server(memc, &client->settings.servers[i]))
-		&& !set_timeouts(memc, &client->settings)
-		&& !memcached_failed(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, binary))) {
-		memcached_version(memc);
-		answered = memcached_server_major_version(memcached_server_instance_by_position(memc, 0))
-			!= UINT8_MAX;
-	}
-	memcached_free(memc);
-	return answered;
-}
-
-/* A server that starts resting may be well but speak only the other protocol (a proxy that
- * speaks no binary, a memcached started with -B binary): find out once, and say so. */
-static void probe_protocol(struct mcd_client *client, unsigned int server)
-{
-	const bool binary = client->settings.binary_protocol;
-	char address[MCD_ADDRESS_LEN];
-
-	if (!atomic_exchange(&client->health[server].probe_due, false) || !answers(client, server, !binary)) {
-		return;
-	}
-	atomic_store(&client->health[server].other_protocol, true);
-	mcd_server_address(&client->settings.servers[server], address);
-	if (binary) {
-		notice(client, "memcached server %s does not answer the binary protocol but answers the "
-			"text protocol: it is a proxy (memcached's own, twemproxy, mcrouter) or a server that "
-			"speaks text only. Set binary_proto=no (or auto) in memcached.conf.", address);
-	} else {
-		notice(client, "memcached server %s does not answer the text protocol but answers the "
-			"binary protocol (a memcached started with -B binary, or with -S, which then wants a "
-			"username and password too). Set binary_proto=yes in memcached.conf.", address);
-	}
-}
-
-static void wake_prober(struct mcd_client *client);
-
-/* A fault that says the connection itself is gone (closed or reset by the server, refused),
- * not merely slow: after one, every pooled handle reconnects before use. */
-static bool connection_gone(mcd_rc rc)
-{
-	return rc == MEMCACHED_CONNECTION_FAILURE || rc == MEMCACHED_WRITE_FAILURE
-		|| rc == MEMCACHED_READ_FAILURE || rc == MEMCACHED_UNKNOWN_READ_FAILURE || rc == MEMCACHED_ERRNO;
-}
-
-bool mcd_connection_lost(struct mcd_client *client, memcached_st *memc, uint32_t server, mcd_rc rc)
-{
-	unsigned int *seen = memcached_get_user_data(memc);
-
-	if (!connection_gone(rc)) {
-		return false;
-	}
-	/* A server thought well had closed this connection (it restarted, say): the other
-	 * handles' connections to it are as stale. While it is failing, that is known already. */
-	if (server < client->settings.server_count && !atomic_load(&client->health[server].faults)) {
-		atomic_fetch_add(&client->connections_epoch, 1);
-	}
-	memcached_quit(memc);
-	if (seen) {
-		*seen = atomic_load(&client->connections_epoch);
-	}
-	return true;
-}
-
-void mcd_note_server(struct mcd_client *client, uint32_t server, mcd_rc rc)
-{
-	struct server_health *health;
-
-	if (server >= client->settings.server_count) {
-		return;
-	}
-	health = &client->health[server];
-	switch (mcd_rc_outcome(rc)) {
-	case MCD_OUTCOME_ANSWER:
-	case MCD_OUTCOME_ERROR:
-		/* It answered. Read first: a store on every success would bounce the line between CPUs. */
-		if (atomic_load(&health->faults)) {
-			atomic_store(&health->faults, 0);
-		}
-		if (!atomic_load(&health->probe_due)) {
-			atomic_store(&health->other_protocol, false);
-			atomic_store(&health->probe_due, true);
-		}
-		break;
-	case MCD_OUTCOME_FAULT:
-		/* The first fault of a run that closed connections: the others are stale too. */
-		if (atomic_fetch_add(&health->faults, 1) == 0 && connection_gone(rc)) {
-			atomic_fetch_add(&client->connections_epoch, 1);
-		}
-		if (atomic_load(&health->faults) >= (unsigned int) client->settings.server_failure_limit
-			&& client->settings.retry_timeout_s > 0) {
-			/* libmemcached rests a server only after connect failures, and only in the
-			 * one handle that saw them: a hung server would cost every call a timeout.
-			 * The prober ends the rest at the server's first answer. */
-			atomic_store(&health->resting_until, mcd_monotonic_s() + client->settings.retry_timeout_s);
-			wake_prober(client);
-		}
-		break;
-	case MCD_OUTCOME_REFUSED:
-	case MCD_OUTCOME_RESTING:
-	case MCD_OUTCOME_OVERLOAD:
-	case MCD_OUTCOME_COUNT:
-		/* The server was not asked: nothing learned about it. */
-		break;
-	}
-}
-
-/* --- the prober: resting servers asked for their version off the call path --- */
-
-/* One round: each resting server is asked (and, the first time it rests, asked in the other
- * protocol too); one that answers is used again at once, one that does not rests on. */
-static void probe_resting(struct mcd_client *client)
-{
-	for (unsigned int i = 0; i < client->settings.server_count; i++) {
-		struct server_health *health = &client->health[i];
-
-		if (!atomic_load(&health->resting_until)) {
-			continue;
-		}
-		probe_protocol(client, i);
-		if (answers(client, i, client->settings.binary_protocol)) {
-			atomic_store(&health->faults, 0);
-			atomic_store(&health->resting_until, 0);
-			/* Its connections from before the rest are dead: every handle reconnects. */
-			atomic_fetch_add(&client->connections_epoch, 1);
-		} else {
-			atomic_store(&health->resting_until, mcd_monotonic_s() + client->settings.retry_timeout_s);
-		}
-	}
-}
-
-static void *prober_run(void *arg)
-{
-	struct mcd_client *client = arg;
-	struct mcd_prober *p = &client->prober;
-
-	pthread_mutex_lock(&p->lock);
-	while (!p->stopping) {
-		struct timespec next = mcd_monotonic_after_ms(MCD_PROBE_INTERVAL_MS);
-
-		mcd_monotonic_wait(&p->wake, &p->lock, &next);
-		if (p->stopping) {
-			break;
-		}
-		pthread_mutex_unlock(&p->lock);
-		probe_resting(client);
-		pthread_mutex_lock(&p->lock);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-static void wake_prober(struct mcd_client *client)
-{
-	if (client->prober.running) {
-		pthread_mutex_lock(&client->prober.lock);
-		pthread_cond_signal(&client->prober.wake);
-		pthread_mutex_unlock(&client->prober.lock);
-	}
-}
-
-static void start_prober(struct mcd_client *client)
-{
-	struct mcd_prober *p = &client->prober;
-
-	pthread_mutex_init(&p->lock, NULL);
-	mcd_monotonic_cond_init(&p->wake);
-	/* Without it, rests still end after retry_timeout, as calls find out. */
-	p->running = !pthread_create(&p->thread, NULL, prober_run, client);
-}
-
-static void stop_prober(struct mcd_client *client)
-{
-	struct mcd_prober *p = &client->prober;
-
-	if (p->running) {
-		pthread_mutex_lock(&p->lock);
-		p->stopping = true;
-		pthread_cond_signal(&p->wake);
-		pthread_mutex_unlock(&p->lock);
-		pthread_join(p->thread, NULL);
-		p->running = false;
-	}
-}
-
-void mcd_client_adopt_health(struct mcd_client *client, struct mcd_client *from)
-{
-	for (unsigned int i = 0; i < client->settings.server_count; i++) {
-		for (unsigned int j = 0; from && j < from->settings.server_count; j++) {
-			char mine[MCD_ADDRESS_LEN], theirs[MCD_ADDRESS_LEN];
-
-			if (strcmp(mcd_server_address(&client->settings.servers[i], mine),
-				mcd_server_address(&from->settings.servers[j], theirs))) {
-				continue;
-			}
-			atomic_store(&client->health[i].faults, atomic_load(&from->health[j].faults));
-			atomic_store(&client->health[i].resting_until, atomic_load(&from->health[j].resting_until));
-			atomic_store(&client->health[i].probe_due, atomic_load(&from->health[j].probe_due));
-			atomic_store(&client->health[i].other_protocol, atomic_load(&from->health[j].other_protocol));
-			break;
-		}
-	}
-}
-
-bool mcd_server_resting(struct mcd_client *client, uint32_t server)
-{
-	long until;
-
-	/* A server that never rested costs no clock read. */
-	return server < MCD_MAX_SERVERS && (until = atomic_load(&client->health[server].resting_until))
-		&& until > mcd_monotonic_s();
-}
-
-void mcd_server_health(struct mcd_client *client, unsigned int i, struct mcd_server_health *health)
-{
-	health->faults = i < MCD_MAX_SERVERS ? atomic_load(&client->health[i].faults) : 0;
-	health->resting = mcd_server_resting(client, i);
-	health->other_protocol = i < MCD_MAX_SERVERS && atomic_load(&client->health[i].other_protocol);
-}
-
-bool mcd_tracks_health(const struct mcd_client *client)
-{
-	return !client->settings.remove_failed_servers && !client->settings.replicas;
 }
 
 mcd_rc mcd_flush(struct mcd_client *client)
@@ -730,111 +492,4 @@ mcd_rc mcd_flush(struct mcd_client *client)
 	rc = memcached_flush(memc, 0);
 	mcd_give_back(&client->main, memc);
 	return rc;
-}
-
-/* --- server reports, for the console and the manager --- */
-
-struct report_call {
-	memcached_st *memc;
-	struct mcd_server_report *reports;
-	unsigned int count;
-};
-
-/* One "STAT key value" line of one server's answer to "stats". */
-static memcached_return_t take_stat(const memcached_instance_st *server, const char *key, size_t key_len,
-	const char *value, size_t value_len, void *context)
-{
-	struct report_call *call = context;
-
-	for (unsigned int i = 0; i < call->count; i++) {
-		struct mcd_server_report *r = &call->reports[i];
-
-		if (memcached_server_instance_by_position(call->memc, i) != server) {
-			continue;
-		}
-#define IS(name) (key_len == sizeof(name) - 1 && !memcmp(key, name, key_len))
-		r->answered = true;
-		if (IS("version")) {
-			snprintf(r->version, sizeof(r->version), "%.*s", (int) value_len, value);
-		} else if (IS("curr_items")) {
-			r->items = mcd_uint64_of(value, value_len);
-		} else if (IS("curr_connections")) {
-			r->connections = mcd_uint64_of(value, value_len);
-		} else if (IS("get_hits")) {
-			r->hits = mcd_uint64_of(value, value_len);
-		} else if (IS("get_misses")) {
-			r->misses = mcd_uint64_of(value, value_len);
-		} else if (IS("proxy_conn_requests")) {
-			/* Only memcached's built-in proxy counts the requests it passes on. */
-			r->kind = MCD_KIND_MEMCACHED_PROXY;
-		}
-#undef IS
-	}
-	return MEMCACHED_SUCCESS;
-}
-
-unsigned int mcd_server_reports(struct mcd_client *client, struct mcd_server_report *reports,
-	unsigned int max)
-{
-	const struct mcd_settings *s = &client->settings;
-	const unsigned int count = s->server_count < max ? s->server_count : max;
-	mcd_rc rc = MEMCACHED_SUCCESS;
-	struct report_call call = { .reports = reports, .count = count };
-
-	for (unsigned int i = 0; i < count; i++) {
-		memset(&reports[i], 0, sizeof(reports[i]));
-		mcd_server_address(&s->servers[i], reports[i].address);
-		reports[i].kind = MCD_KIND_MEMCACHED;
-		reports[i].resting = mcd_server_resting(client, i);
-		reports[i].other_protocol = atomic_load(&client->health[i].other_protocol);
-	}
-	if ((call.memc = mcd_take_connection(client, &client->main, &rc))) {
-		/* Each server's own answer is read line by line; the overall result says nothing more. */
-		memcached_stat_execute(call.memc, NULL, take_stat, &call);
-		mcd_give_back(&client->main, call.memc);
-	}
-	for (unsigned int i = 0; i < count; i++) {
-		struct mcd_server_report *r = &reports[i];
-
-		if (r->answered) {
-			r->other_protocol = false;
-			continue;
-		}
-		/* No stats: a proxy such as twemproxy serves the commands but not "stats"; a server of
-		 * the other protocol answers only that; else it is down or hung. */
-		if (answers(client, i, s->binary_protocol)) {
-			r->answered = true;
-			r->kind = MCD_KIND_NO_STATS;
-		} else if (answers(client, i, !s->binary_protocol)) {
-			r->other_protocol = true;
-		}
-	}
-	return s->server_count;
-}
-
-const char *mcd_server_state(const struct mcd_server_report *report)
-{
-	if (report->other_protocol) {
-		return "wrong protocol";
-	}
-	if (report->resting) {
-		return "resting";
-	}
-	return report->answered ? "up" : "no answer";
-}
-
-const char *mcd_server_kind(const struct mcd_server_report *report)
-{
-	if (!report->answered) {
-		return "";
-	}
-	switch (report->kind) {
-	case MCD_KIND_MEMCACHED:
-		return "memcached";
-	case MCD_KIND_MEMCACHED_PROXY:
-		return "memcached proxy";
-	case MCD_KIND_NO_STATS:
-		return "no stats (a proxy)";
-	}
-	return "";
 }

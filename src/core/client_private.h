@@ -30,6 +30,17 @@ struct server_health {
 	atomic_bool other_protocol;  /* it answered only the protocol not configured */
 };
 
+/* What the client knows of one pooled handle's connections. */
+struct mcd_handle_slot {
+	unsigned int epoch;          /* the client's connections_epoch when it last reconnected */
+	uint64_t last_used_us;       /* when a call last gave it back (monotonic) */
+};
+
+/* A handle unused this long closes its connections before its next call: a server may have
+ * closed them meanwhile (a restart while all was quiet, an idle timeout, a NAT), and a write
+ * sent on such a socket fails without being sent again. */
+#define MCD_IDLE_RECONNECT_US 1000000U
+
 /* One libmemcached pool, and how many of its connections calls hold. */
 struct mcd_pool {
 	memcached_st *master;        /* the template the pool clones; never used for I/O itself */
@@ -37,9 +48,8 @@ struct mcd_pool {
 	unsigned int size;
 	atomic_uint in_use;
 	atomic_uint peak;            /* the most held at once: how many handles the pool made */
-	/* The client's connections_epoch each handle last reconnected at, one slot per handle
-	 * (the handle's user data points at its slot). */
-	unsigned int *seen_epoch;
+	/* One slot per handle (the handle's user data points at its slot). */
+	struct mcd_handle_slot *slots;
 	atomic_uint slots_used;
 	/* held counts the handles calls hold; a call waits on freed (monotonic) for one. */
 	pthread_mutex_t wait_lock;
@@ -66,6 +76,7 @@ struct mcd_client {
 	 * made (coordination's published counts); NULL where noreply is not offered. */
 	memcached_st *ordered;
 	pthread_mutex_t ordered_lock;
+	struct mcd_handle_slot ordered_slot; /* under ordered_lock */
 	/* Bumped when a server dropped connections (restart, reset) or came back from a rest:
 	 * a pooled handle that last reconnected before closes its connections before use, so
 	 * that no call is sent on a socket the server closed. */
@@ -150,12 +161,29 @@ memcached_st *mcd_take_connection(struct mcd_client *client, struct mcd_pool *po
 /*! Give back a connection taken from pool. */
 void mcd_give_back(struct mcd_pool *pool, memcached_st *memc);
 
+/*! Before a call on memc (whose slot is slot): close its connections when they may have been
+ * closed by the server (an epoch passed, or the handle sat idle). */
+void mcd_reconnect_if_stale(struct mcd_client *client, memcached_st *memc, struct mcd_handle_slot *slot);
+
 /*! prefix + key into out (MCD_KEY_MAX + 1 bytes), refusing what memcached could misread and
  * keys in the module's own namespace. */
 mcd_rc mcd_client_key(const struct mcd_client *client, const char *key, char *out, size_t *out_len);
 
 /*! prefix + MCD_OWN_KEY_PREFIX + name into out: a key of the module's own. */
 mcd_rc mcd_client_own_key(const struct mcd_client *client, const char *name, char *out, size_t *out_len);
+
+/*! Add server to memc, over TCP or its unix socket, with its weight. */
+memcached_return_t mcd_add_server(memcached_st *memc, const struct mcd_server *server);
+
+/*! The timeouts that bound every network wait on memc: connecting, then each read or write. 0 or -1. */
+int mcd_set_timeouts(memcached_st *memc, const struct mcd_settings *s);
+
+/*! Start the thread that probes resting servers (health.c); without it, rests end after
+ * retry_timeout as calls find out. */
+void mcd_prober_start(struct mcd_client *client);
+
+/*! Stop it (waiting for a round under way). */
+void mcd_prober_stop(struct mcd_client *client);
 
 /*! Whether calls track server health: not with remove_failed_servers or replicas, where
  * libmemcached moves to other servers itself and a rest-period would prevent that. */

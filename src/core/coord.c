@@ -203,11 +203,12 @@ void mcd_publication_count(struct mcd_publication *p, long members)
  * rests: a dead server would otherwise cost each write a connect_timeout. */
 static mcd_rc send_ordered(struct mcd_client *client, const struct mcd_publication *p)
 {
+	const uint32_t server = mcd_tracks_health(client)
+		? memcached_generate_hash(client->ordered, p->master, p->master_len) : MCD_NO_SERVER;
 	uint64_t ignored;
 	mcd_rc rc;
 
-	if (mcd_tracks_health(client) && mcd_server_resting(client,
-		memcached_generate_hash(client->ordered, p->master, p->master_len))) {
+	if (mcd_server_resting(client, server)) {
 		return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
 	}
 	rc = memcached_set_by_key(client->ordered, p->master, p->master_len, p->key, p->key_len, p->value,
@@ -215,6 +216,10 @@ static mcd_rc send_ordered(struct mcd_client *client, const struct mcd_publicati
 	if (memcached_success(rc) && p->step_down) {
 		rc = memcached_decrement_by_key(client->ordered, p->master, p->master_len, p->master,
 			p->master_len, 1, &ignored);
+	}
+	/* Nothing comes back from these writes: only a failure to send says something. */
+	if (mcd_rc_outcome(rc) == MCD_OUTCOME_FAULT) {
+		mcd_note_server(client, server, rc);
 	}
 	return mcd_sent(memcached_success(rc) ? MEMCACHED_SUCCESS : rc);
 }
@@ -270,9 +275,11 @@ mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
 			return give_up_publishing(client, p, count);
 		}
 		pthread_mutex_unlock(&coord->lock);
+		mcd_reconnect_if_stale(client, client->ordered, &client->ordered_slot);
 		for (size_t i = 0; i < count; i++) {
 			rc = send_ordered(client, &p[i]);
 		}
+		client->ordered_slot.last_used_us = mcd_now_us();
 		pthread_mutex_unlock(&client->ordered_lock);
 	} else {
 		pthread_mutex_unlock(&coord->lock);

@@ -88,7 +88,7 @@ static mcd_rc get_from_server(memcached_st *memc, struct mcd_mget_item *items, s
  * gets what is left of it as its own, and one asked after it is spent is not asked (its items
  * time out). False then. */
 static bool ask_in_time(struct mcd_client *client, memcached_st *memc, struct mcd_mget_item *items,
-	const struct mget_call *m, uint32_t server, uint64_t deadline)
+	const struct mget_call *m, uint32_t server, uint64_t deadline, bool *whole)
 {
 	const uint64_t now = mcd_now_us();
 	const uint64_t left_ms = now < deadline ? (deadline - now + 999) / 1000 : 0;
@@ -101,8 +101,9 @@ static bool ask_in_time(struct mcd_client *client, memcached_st *memc, struct mc
 	if (!left_ms) {
 		return false;
 	}
+	*whole = left_ms >= (uint64_t) client->settings.timeout_ms;
 	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
-		left_ms < (uint64_t) client->settings.timeout_ms ? left_ms : (uint64_t) client->settings.timeout_ms);
+		*whole ? (uint64_t) client->settings.timeout_ms : left_ms);
 	return true;
 }
 
@@ -149,7 +150,7 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 	/* Each server once, in the order its first key came; a resting one is not asked. */
 	for (size_t w = 0; memc && w < m.sent; w++) {
 		uint32_t server = m.server_of[w];
-		bool first = true;
+		bool first = true, whole = true;
 
 		for (size_t earlier = 0; earlier < w; earlier++) {
 			first = first && m.server_of[earlier] != server;
@@ -165,15 +166,17 @@ static mcd_rc get_many(struct mcd_client *client, struct mcd_mget_item *items, s
 			}
 			continue;
 		}
-		if (!ask_in_time(client, memc, items, &m, server, deadline)) {
+		if (!ask_in_time(client, memc, items, &m, server, deadline, &whole)) {
 			continue;
 		}
 		rc = get_from_server(memc, items, &m, server);
-		if (mcd_connection_lost(client, memc, server, rc) && ask_in_time(client, memc, items, &m, server, deadline)) {
+		if (mcd_connection_lost(client, memc, server, rc)
+			&& ask_in_time(client, memc, items, &m, server, deadline, &whole)) {
 			/* A read changes nothing: once more, on a fresh connection. */
 			rc = get_from_server(memc, items, &m, server);
 		}
-		if (mcd_tracks_health(client)) {
+		/* A timeout in a wait the servers before cut short says nothing of this one. */
+		if (mcd_tracks_health(client) && (whole || rc != MEMCACHED_TIMEOUT)) {
 			mcd_note_server(client, server, rc);
 		}
 	}

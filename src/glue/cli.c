@@ -295,9 +295,12 @@ static char *cli_flush(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 static void show_group(const struct mcd_group_report *r, void *arg)
 {
 	const int fd = *(const int *) arg;
+	char category[MCD_ESCAPED_SIZE(MCD_NAME_MAX)], group[MCD_ESCAPED_SIZE(MCD_NAME_MAX)];
 
-	ast_cli(fd, "%-16s %-32s %8ld %9ld %11ld\n", r->category[0] ? r->category : "(none)", r->group, r->here,
-		r->cluster, r->published);
+	/* Names come from memcached, which any client can write: shown escaped. */
+	ast_cli(fd, "%-16s %-32s %8ld %9ld %11ld\n",
+		r->category[0] ? mcd_escape(r->category, strlen(r->category), category, sizeof(category)) : "(none)",
+		mcd_escape(r->group, strlen(r->group), group, sizeof(group)), r->here, r->cluster, r->published);
 }
 
 static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)

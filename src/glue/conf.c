@@ -16,12 +16,8 @@
 
 #include "glue/internal.h"
 
-enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings, int reloading)
+static enum mcd_conf_status parse_file(struct mcd_settings *settings, struct ast_flags flags)
 {
-	/* A reload of a file that did not change (FreePBX reloads on every Apply) does nothing:
-	 * the pools and what is known of the servers' health stay. A load always reads it
-	 * (Asterisk remembers the file across an unload). */
-	struct ast_flags flags = { reloading ? CONFIG_FLAG_FILEUNCHANGED : 0 };
 	struct ast_config *cfg = ast_config_load2(MCD_CONFIG_FILE, AST_MODULE, flags);
 	const char *category = NULL;
 	char err[256];
@@ -67,6 +63,22 @@ enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings, int reloading)
 		bad = 1;
 	}
 	return bad ? MCD_CONF_BAD : MCD_CONF_READ;
+}
+
+/* The last read found the file unusable: it is read again even when unchanged, so that a
+ * reload says what is wrong with it rather than that nothing changed. */
+static int last_read_bad;
+
+enum mcd_conf_status mcd_conf_read(struct mcd_settings *settings, int reloading)
+{
+	/* A reload of a file that did not change (FreePBX reloads on every Apply) does nothing:
+	 * the pools and what is known of the servers' health stay. A load always reads it
+	 * (Asterisk remembers the file across an unload). */
+	struct ast_flags flags = { reloading && !last_read_bad ? CONFIG_FLAG_FILEUNCHANGED : 0 };
+	enum mcd_conf_status status = parse_file(settings, flags);
+
+	last_read_bad = status == MCD_CONF_BAD;
+	return status;
 }
 
 void mcd_conf_log(const struct mcd_settings *settings)

@@ -545,14 +545,12 @@ struct mcd_coord *mcd_coordination(void)
 
 int mcd_coordination_init(void)
 {
-	RAII_VAR(struct mcd_live *, live, mcd_live_get(), ao2_cleanup);
+	struct mcd_settings defaults;
 
-	/* Named and leased by the settings, as on each reload (or once there is a client). */
-	if (!(coord = mcd_coord_create("", 1))) {
+	/* Named and leased by the settings once the live client is built, and on each reload. */
+	mcd_settings_defaults(&defaults);
+	if (!(coord = mcd_coord_create("", defaults.group_lease_s))) {
 		return -1;
-	}
-	if (live) {
-		mcd_coordination_configure(mcd_client_settings(live->client));
 	}
 	ast_cond_init(&tick_cond, NULL);
 	stopping = 0;

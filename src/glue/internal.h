@@ -3,6 +3,7 @@
  *
  * internal: what the glue's units share. Each Asterisk feature area has its
  * own file, with a *_init / *_cleanup pair that res_memcached.c calls:
+ *   live.c      the live client, swapped whole; the resolver thread that builds it
  *   conf.c      memcached.conf -> settings, through the core's option table
  *   report.c    MCDRESULT, and the log limiter
  *   dialplan.c  MCD, MCDCOUNTER and the mcd* applications
@@ -29,7 +30,7 @@ struct ast_channel;
 
 #define MCD_CONFIG_FILE "memcached.conf"
 
-/* --- res_memcached.c: the live client --- */
+/* --- live.c: the live client and its resolver --- */
 
 /*! The client in use, swapped whole on reload: an ao2 object (release it with ao2_cleanup),
  * so a call in flight keeps the client it started with. */
@@ -47,6 +48,18 @@ int mcd_live_load(int reloading);
 
 /*! Why calls cannot be served (no usable file, names that do not resolve), or "". */
 void mcd_live_problem(char *buf, size_t len);
+
+/*! Say why calls cannot be served (logged when it changes), or "" once they can. */
+void mcd_live_set_problem(const char *problem);
+
+/*! Start the resolver thread (0), or -1. */
+int mcd_live_init(void);
+
+/*! Stop the resolver thread; the live client stays. */
+void mcd_live_stop(void);
+
+/*! Stop the resolver and drop the live client. */
+void mcd_live_cleanup(void);
 
 /*! The operation counts since load or "memcached reset stats": every client counts here. */
 struct mcd_stats *mcd_module_stats(void);

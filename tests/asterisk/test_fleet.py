@@ -210,6 +210,8 @@ def test_text_in_front_of_a_binary_only_memcached_is_named(start_pbx):
         pbx = start_pbx(general("server=" + server.address, "timeout=200", "connect_timeout=200"))
         mark = pbx.log_mark()
         pbx.ast.wait_for(lambda: pbx.fn("${MCD(k)}")[1] == "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+        # The prober asks it in the other protocol, off the call path.
+        pbx.ast.wait_for(lambda: "does not answer the text protocol" in pbx.log_since(mark), limit=10)
         named = [l for l in pbx.log_since(mark).splitlines() if "does not answer the text protocol" in l]
         assert len(named) == 1 and "Set binary_proto=yes" in named[0], named
         # Told what to do, the administrator reloads: it works.
