@@ -46,6 +46,23 @@ class Ami:
             if message.get("EventList") == "Complete":
                 return messages
 
+    def wait_for_event(self, match, limit=10.0):
+        """Read events until one for which match(event) is true, and return it; fail after
+        limit seconds. (Events read by action() meanwhile are not seen here.)"""
+        import time
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                message = self._message()
+            except socket.timeout:
+                break
+            finally:
+                self.sock.settimeout(10)
+            if match(message):
+                return message
+        raise AssertionError("no matching AMI event within %d s" % limit)
+
     def close(self):
         try:
             self.action("Logoff")

@@ -78,7 +78,7 @@ documentation_language = en_US
         # The manager interface (AMI) listens only when asked, on a free loopback port.
         self.ami_port = free_port() if ami else None
         self._write("manager.conf", "[general]\nenabled=%s\nport=%d\nbindaddr=127.0.0.1\n\n"
-                    "[%s]\nsecret=%s\nread=system,reporting\nwrite=system,reporting\n\n"
+                    "[%s]\nsecret=%s\nread=system,reporting,user\nwrite=system,reporting\n\n"
                     "[%s]\nsecret=%s\nread=call\nwrite=call\n"
                     % ("yes" if ami else "no", self.ami_port or 5038, self.AMI_USER,
                        self.AMI_SECRET, self.AMI_CALL_USER, self.AMI_CALL_SECRET))

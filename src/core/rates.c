@@ -15,6 +15,7 @@
  * the GNU General Public License Version 2. See the COPYING file.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,4 +261,94 @@ mcd_rc mcd_rate_peek(struct mcd_client *client, const struct mcd_rate *rate, int
 	uint64_t started = mcd_now_us();
 
 	return mcd_stats_record(client->stats, MCD_OP_RATE, started, decide(client, rate, now_ms, false, answer));
+}
+
+/* --- the rates decided on lately --- */
+
+struct mcd_rate_book {
+	pthread_mutex_t lock;
+	struct mcd_rate_seen seen[MCD_RATE_BOOK_SIZE];   /* unused: last_ms 0 */
+};
+
+struct mcd_rate_book *mcd_rate_book_create(void)
+{
+	struct mcd_rate_book *book = calloc(1, sizeof(*book));
+
+	if (book) {
+		pthread_mutex_init(&book->lock, NULL);
+	}
+	return book;
+}
+
+void mcd_rate_book_destroy(struct mcd_rate_book *book)
+{
+	if (book) {
+		pthread_mutex_destroy(&book->lock);
+		free(book);
+	}
+}
+
+static bool same_rate(const struct mcd_rate_seen *s, const struct mcd_rate *rate)
+{
+	return s->last_ms && s->period_s == rate->period_s && s->attempts == rate->attempts && s->fixed == rate->fixed
+		&& !strcmp(s->name, rate->name);
+}
+
+void mcd_rate_book_note(struct mcd_rate_book *book, const struct mcd_rate *rate,
+	const struct mcd_rate_answer *answer, int64_t now_ms)
+{
+	struct mcd_rate_seen *s = NULL, *oldest = NULL;
+
+	if (!book) {
+		return;
+	}
+	pthread_mutex_lock(&book->lock);
+	for (size_t i = 0; i < MCD_RATE_BOOK_SIZE && !s; i++) {
+		if (same_rate(&book->seen[i], rate)) {
+			s = &book->seen[i];
+		} else if (!oldest || book->seen[i].last_ms < oldest->last_ms) {
+			oldest = &book->seen[i];
+		}
+	}
+	if (!s) {
+		s = oldest;
+		*s = (struct mcd_rate_seen) { .period_s = rate->period_s, .attempts = rate->attempts, .fixed = rate->fixed };
+		snprintf(s->name, sizeof(s->name), "%s", rate->name);
+	}
+	s->limit = rate->limit;
+	s->count = answer->count;
+	s->admitted += answer->admitted;
+	s->refused += !answer->admitted;
+	s->last_ms = now_ms > 0 ? now_ms : 1;
+	pthread_mutex_unlock(&book->lock);
+}
+
+static int later_first(const void *a, const void *b)
+{
+	const int64_t x = ((const struct mcd_rate_seen *) a)->last_ms, y = ((const struct mcd_rate_seen *) b)->last_ms;
+
+	return (x < y) - (x > y);
+}
+
+size_t mcd_rate_book_list(struct mcd_rate_book *book, struct mcd_rate_seen *out, size_t max)
+{
+	struct mcd_rate_seen *all = malloc(sizeof(book->seen));
+	size_t count = 0;
+
+	if (!book || !all) {
+		free(all);
+		return 0;
+	}
+	pthread_mutex_lock(&book->lock);
+	for (size_t i = 0; i < MCD_RATE_BOOK_SIZE; i++) {
+		if (book->seen[i].last_ms) {
+			all[count++] = book->seen[i];
+		}
+	}
+	pthread_mutex_unlock(&book->lock);
+	qsort(all, count, sizeof(*all), later_first);
+	count = count < max ? count : max;
+	memcpy(out, all, count * sizeof(*out));
+	free(all);
+	return count;
 }

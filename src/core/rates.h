@@ -57,4 +57,34 @@ mcd_rc mcd_rate_check(struct mcd_client *client, const struct mcd_rate *rate, in
 mcd_rc mcd_rate_peek(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
 	struct mcd_rate_answer *answer);
 
+/* The rates this Asterisk decided on lately (for the console and the manager): at most
+ * MCD_RATE_BOOK_SIZE, the one checked longest ago making room for a new one. */
+#define MCD_RATE_BOOK_SIZE 256
+
+struct mcd_rate_seen {
+	char name[MCD_NAME_MAX + 1];
+	uint64_t limit;
+	long period_s;
+	bool attempts;
+	bool fixed;
+	uint64_t count;              /* what counted against the limit at the last decision */
+	uint64_t admitted;           /* decisions here since it was first noted */
+	uint64_t refused;
+	int64_t last_ms;             /* the last decision's time */
+};
+
+struct mcd_rate_book;
+
+/*! An empty book, or NULL. */
+struct mcd_rate_book *mcd_rate_book_create(void);
+
+void mcd_rate_book_destroy(struct mcd_rate_book *book);
+
+/*! Note a decision (answer from mcd_rate_check) at now_ms. */
+void mcd_rate_book_note(struct mcd_rate_book *book, const struct mcd_rate *rate,
+	const struct mcd_rate_answer *answer, int64_t now_ms);
+
+/*! Copy up to max of the book's rates into out, the last decided first; how many. */
+size_t mcd_rate_book_list(struct mcd_rate_book *book, struct mcd_rate_seen *out, size_t max);
+
 #endif

@@ -344,6 +344,45 @@ static void show_lock(const struct mcd_lock_report *r, void *arg)
 	ast_cli(fd, "%-32s %8ld %8ld  %s\n", r->name, r->held_s, r->ttl, r->holder);
 }
 
+static char *cli_show_rates(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	struct mcd_rate_seen *seen;
+	struct timeval now = ast_tvnow();
+	size_t count;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached show rates";
+		e->usage = "Usage: memcached show rates\n"
+			"       Show the MCDRATE limits this server decided on lately, the last decided first:\n"
+			"       what counted against each at its last decision (across every Asterisk), and how\n"
+			"       many calls this server admitted and refused since.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 3) {
+		return CLI_SHOWUSAGE;
+	}
+	if (!(seen = ast_malloc(MCD_RATE_BOOK_SIZE * sizeof(*seen)))) {
+		return CLI_FAILURE;
+	}
+	count = mcd_rate_book_list(mcd_rates_book(), seen, MCD_RATE_BOOK_SIZE);
+	ast_cli(a->fd, "%-32s %-14s %8s %10s %10s %8s\n", "Name", "Limit", "Count", "Admitted", "Refused", "Last (s)");
+	for (size_t i = 0; i < count; i++) {
+		char limit[40];
+
+		mcd_rate_describe(&seen[i], limit, sizeof(limit));
+		ast_cli(a->fd, "%-32s %-14s %8llu %10llu %10llu %8lld\n", seen[i].name, limit,
+			(unsigned long long) seen[i].count, (unsigned long long) seen[i].admitted,
+			(unsigned long long) seen[i].refused,
+			(long long) (((int64_t) now.tv_sec * 1000 + now.tv_usec / 1000 - seen[i].last_ms) / 1000));
+	}
+	ast_cli(a->fd, "%zu rate%s\n", count, count == 1 ? "" : "s");
+	ast_free(seen);
+	return CLI_SUCCESS;
+}
+
 static char *cli_show_locks(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	struct mcd_coord *coord = mcd_coordination();
@@ -382,6 +421,7 @@ static struct ast_cli_entry cli_commands[] = {
 	AST_CLI_DEFINE(cli_flush, "Drop every item on every memcached server"),
 	AST_CLI_DEFINE(cli_show_groups, "Show the MCDGROUP groups across the Asterisk servers"),
 	AST_CLI_DEFINE(cli_show_locks, "Show the MCDLOCK locks this server holds"),
+	AST_CLI_DEFINE(cli_show_rates, "Show the MCDRATE limits this server decided on lately"),
 };
 
 int mcd_cli_init(void)

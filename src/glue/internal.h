@@ -25,6 +25,7 @@
 
 #include "core/client.h"
 #include "core/coord.h"
+#include "core/rates.h"
 
 struct ast_channel;
 
@@ -109,6 +110,13 @@ int mcd_coordination_init(void);
 int mcd_coordination_cleanup(void);
 int mcd_rates_init(void);
 int mcd_rates_cleanup(void);
+
+
+/*! The rates this Asterisk decided on lately (MCDRATE), or NULL before init. */
+struct mcd_rate_book *mcd_rates_book(void);
+
+/*! A rate in short, as the console and the manager show it: "20/2s", "3/600s,a". */
+void mcd_rate_describe(const struct mcd_rate_seen *seen, char *buf, size_t len);
 
 /*! This Asterisk's groups and locks (for the console and the manager); NULL before init. */
 struct mcd_coord *mcd_coordination(void);

@@ -286,6 +286,33 @@ static int ami_locks(struct mansession *s, const struct message *m)
 	return 0;
 }
 
+static int ami_rates(struct mansession *s, const struct message *m)
+{
+	const char *id = astman_get_header(m, "ActionID");
+	struct mcd_rate_seen *seen = ast_malloc(MCD_RATE_BOOK_SIZE * sizeof(*seen));
+	size_t count;
+
+	if (!seen) {
+		astman_send_error(s, m, "Out of memory");
+		return 0;
+	}
+	count = mcd_rate_book_list(mcd_rates_book(), seen, MCD_RATE_BOOK_SIZE);
+	astman_send_listack(s, m, "Memcached rates will follow", "start");
+	for (size_t i = 0; i < count; i++) {
+		char limit[40];
+
+		mcd_rate_describe(&seen[i], limit, sizeof(limit));
+		status_event(s, id, "MemcachedRate");
+		astman_append(s, "Name: %s\r\nLimit: %s\r\nCount: %llu\r\nAdmitted: %llu\r\nRefused: %llu\r\n\r\n",
+			seen[i].name, limit, (unsigned long long) seen[i].count, (unsigned long long) seen[i].admitted,
+			(unsigned long long) seen[i].refused);
+	}
+	astman_send_list_complete_start(s, m, "MemcachedRatesComplete", (int) count);
+	astman_send_list_complete_end(s);
+	ast_free(seen);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int authority;
@@ -298,6 +325,7 @@ static const struct {
 	{ "MemcachedStatus", EVENT_FLAG_REPORTING, ami_status },
 	{ "MemcachedGroups", EVENT_FLAG_REPORTING, ami_groups },
 	{ "MemcachedLocks", EVENT_FLAG_REPORTING, ami_locks },
+	{ "MemcachedRates", EVENT_FLAG_REPORTING, ami_rates },
 };
 
 int mcd_manager_init(void)

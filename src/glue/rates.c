@@ -26,6 +26,21 @@
 #include "core/util.h"
 #include "glue/internal.h"
 
+/* The rates this Asterisk decided on lately, for the console and the manager. */
+static struct mcd_rate_book *book;
+
+struct mcd_rate_book *mcd_rates_book(void)
+{
+	return book;
+}
+
+/* A rate as the console and the manager show it: "20/2s", with its options. */
+void mcd_rate_describe(const struct mcd_rate_seen *seen, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu/%lds%s%s", (unsigned long long) seen->limit, seen->period_s,
+		seen->attempts || seen->fixed ? "," : "", seen->attempts ? (seen->fixed ? "af" : "a") : (seen->fixed ? "f" : ""));
+}
+
 #define RATE_SYNTAX "MCDRATE(name,limit,period[,options]): limit a whole number from 1, " \
 	"period 1 to 2592000 seconds or with a unit (30, 1m, 1h, 1d), options a, f, p"
 
@@ -95,6 +110,7 @@ static int rate_read(struct ast_channel *chan, const char *cmd, char *data, stru
 	struct mcd_rate rate;
 	struct timeval now = ast_tvnow();
 	int peek, admitted;
+	int64_t now_ms;
 	char text[24];
 	mcd_rc rc;
 
@@ -104,9 +120,12 @@ static int rate_read(struct ast_channel *chan, const char *cmd, char *data, stru
 		return mcd_refuse(chan);
 	}
 	rate.utc_offset_s = local_utc_offset(&now);
-	rc = !live ? MCD_NO_SERVERS : (peek ? mcd_rate_peek : mcd_rate_check)(live->client, &rate,
-		(int64_t) now.tv_sec * 1000 + now.tv_usec / 1000, &answer);
+	now_ms = (int64_t) now.tv_sec * 1000 + now.tv_usec / 1000;
+	rc = !live ? MCD_NO_SERVERS : (peek ? mcd_rate_peek : mcd_rate_check)(live->client, &rate, now_ms, &answer);
 	if (rc == MCD_SUCCESS || rc == MCD_RATE_LIMITED) {
+		if (!peek) {
+			mcd_rate_book_note(book, &rate, &answer, now_ms);
+		}
 		admitted = answer.admitted;
 		snprintf(text, sizeof(text), "%llu", (unsigned long long) answer.count);
 		mcd_set_if_changed(chan, "MCDRATE_COUNT", text);
@@ -130,11 +149,20 @@ static struct ast_custom_function rate_function = {
 
 int mcd_rates_init(void)
 {
+	if (!(book = mcd_rate_book_create())) {
+		return -1;
+	}
 	/* A read counts: the manager and ARI need live_dangerously, as for MCDCOUNTER. */
 	return ast_custom_function_register_escalating(&rate_function, AST_CFE_READ) ? -1 : 0;
 }
 
 int mcd_rates_cleanup(void)
 {
-	return ast_custom_function_unregister(&rate_function);
+	int res = ast_custom_function_unregister(&rate_function);
+
+	if (!res) {
+		mcd_rate_book_destroy(book);
+		book = NULL;
+	}
+	return res;
 }

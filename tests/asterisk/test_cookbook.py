@@ -15,20 +15,21 @@ ROOT = os.path.join(HERE, "..", "..")
 COOKBOOK = open(os.path.join(ROOT, "doc", "cookbook.conf")).read()
 
 
-def start(memcached, node):
+def start(memcached, node, ami=False):
     return Asterisk(COOKBOOK + read_file("cookbook-tests.conf") + read_file("extensions.conf"),
                     general("server=" + memcached.address, "node_id=" + node),
                     modules=MODULES + ["func_channel.so", "app_dial.so", "func_callerid.so",
-                                       "bridge_simple.so"])
+                                       "bridge_simple.so", "func_cut.so", "app_userevent.so"],
+                    ami=ami)
 
 
 @pytest.fixture
 def cookbook(memcached):
     asterisks = []
 
-    def make():
+    def make(ami=False):
         # Two Asterisks on one host share an entity ID: each gets a node_id of its own.
-        asterisks.append(start(memcached, "cookbook%d" % len(asterisks)))
+        asterisks.append(start(memcached, "cookbook%d" % len(asterisks), ami))
         return asterisks[-1]
 
     yield make
@@ -60,7 +61,9 @@ def recipe(name):
 def test_readme_shows_each_recipe_as_tested():
     readme = open(os.path.join(ROOT, "README.md")).read()
     for name in ("a concurrent-call limit per trunk", "cache a slow lookup for five minutes",
-                 "a blocklist a web application keeps"):
+                 "a blocklist a web application keeps", "a carrier's calls-per-second cap on a trunk",
+                 "a daily quota of international calls per account",
+                 "three wrong PINs per caller per 10 minutes"):
         assert recipe(name) in readme, name
 
 
@@ -121,3 +124,62 @@ def test_blocklist_written_by_a_web_app_stops_the_call(cookbook, memcached):
     found = ast.globals()
     assert "PASSED_5556666" not in found
     assert found.get("PASSED_5557777") == "1"
+
+
+def test_calls_per_second_cap_is_shared_by_two_asterisk_servers(cookbook, memcached):
+    east, west = cookbook(), cookbook()
+    mc = Client(("127.0.0.1", memcached.port))
+    mc.set("far_end_calls", b"0")
+    started = time.monotonic()
+    # 30 new calls at once, half on each server, against a cap of 10 a second.
+    for n in range(15):
+        for ast in (east, west):
+            ast.cli("channel originate Local/cps-%d@cookbook-test application Wait 120" % n)
+    burst = time.monotonic() - started
+    assert wait_until(lambda: int(mc.get("far_end_calls")) >= 10)
+    time.sleep(0.5)
+    reached = int(mc.get("far_end_calls"))
+    # 10 in each second the burst lasted, at most (a second and a bit per 10: see the README).
+    assert 10 <= reached <= 10 * (1 + int(burst / 1.05)), (reached, burst)
+    for ast in (east, west):
+        ast.cli("channel request hangup all")
+
+
+def test_daily_quota_locks_the_account_out_and_tells_the_manager(cookbook, memcached):
+    from harness.ami import Ami
+    ast = cookbook(ami=True)
+    mc = Client(("127.0.0.1", memcached.port))
+    mc.set("far_end_calls", b"0")
+    account = "acct%d" % (time.time_ns() % 10**6)
+    ast.cli("dialplan set global TRUNK1 Local/far-end-brief@cookbook-test")
+    ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
+    try:
+        for n in range(52):
+            ast.cli("dialplan set global ENDED_intl%s 0" % account)
+            ast.cli("channel originate Local/quota-%s@cookbook-test application Wait 5" % account)
+            assert wait_until(lambda: ast.globals().get("ENDED_intl" + account) == "1")
+        # 50 reached the trunk; the 51st tripped the lock, the 52nd met it.
+        assert mc.get("far_end_calls") == b"50"
+        assert mc.get("intl_locked_" + account) == b"1"
+        assert 3590 <= meta_ttl(memcached.port, "intl_locked_" + account) <= 3600
+        events = ami.wait_for_event(lambda m: m.get("UserEvent") == "IntlQuotaReached", limit=10)
+        assert (events["Account"], events["Calls"]) == (account, "50")
+    finally:
+        ami.close()
+
+
+def test_three_wrong_pins_lock_the_caller_out(cookbook, memcached):
+    ast = cookbook()
+    caller, other = "555%04d" % (time.time_ns() % 10**4), "556%04d" % (time.time_ns() % 10**4)
+
+    def attempt(number, right):
+        before = ast.globals().get("PIN_" + number, "")
+        ast.cli("channel originate Local/code-%s-%d@cookbook-test application Wait 0" % (number, right))
+        assert wait_until(lambda: ast.globals().get("PIN_" + number, "") != before)
+        return ast.globals()["PIN_" + number].split()[-1]
+
+    assert [attempt(caller, 0) for _ in range(3)] == ["wrong"] * 3
+    # Locked now, even with the right PIN; another caller is not.
+    assert attempt(caller, 1) == "locked"
+    assert attempt(other, 0) == "wrong"
+    assert attempt(other, 1) == "ok"

@@ -169,3 +169,29 @@ def test_bad_input_is_refused_with_the_syntax_and_counts_nothing(server, asteris
     assert complaint in log
     assert "MCDRATE(name,limit,period[,options])" in log
     assert rate_keys(server.port, "bad") == []
+
+
+def test_console_and_manager_show_the_rates_decided_lately(server):
+    from harness.ami import Ami
+    ast = Asterisk(read_file("extensions.conf"), conf(server), ami=True)
+    try:
+        pbx = Pbx(ast)
+        name = "shown_%d" % (time.time_ns() % 10**6)
+        assert [pbx.fn("${MCDRATE(%s,2,1m)}" % name)[0] for _ in range(3)] == ["1", "1", "0"]
+        assert pbx.fn("${MCDRATE(%s,9,1h,fa)}" % name)[0] == "1"
+        # A peek is no decision: not shown.
+        pbx.fn("${MCDRATE(peeked_%s,2,1m,p)}" % name)
+        rows = [l.split() for l in ast.cli("memcached show rates").splitlines()]
+        assert [r for r in rows if r and r[0].startswith("peeked_")] == []
+        mine = [r[:5] for r in rows if r and r[0] == name]
+        assert mine == [[name, "9/3600s,af", "1", "1", "0"], [name, "2/60s", "2", "2", "1"]]
+        ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
+        try:
+            events = [m for m in ami.action("MemcachedRates") if m.get("Event") == "MemcachedRate"
+                      and m.get("Name") == name]
+            assert [(e["Limit"], e["Count"], e["Admitted"], e["Refused"]) for e in events] == [
+                ("9/3600s,af", "1", "1", "0"), ("2/60s", "2", "2", "1")]
+        finally:
+            ami.close()
+    finally:
+        ast.stop()
