@@ -237,16 +237,18 @@ static mcd_rc send_confirmed(struct mcd_client *client, const struct mcd_publica
 		p->key_len, p->value, p->value_len, p->ttl, 0));
 }
 
-/* The ordered connection stayed busy: the counts wait for the next tick (L/4), but a leave's
- * step of the counter cannot, so it goes on a connection of its own. */
-static mcd_rc give_up_publishing(struct mcd_client *client, const struct mcd_publication *p, size_t count)
+/* The ordered connection stayed busy: each count goes on a connection of its own, waited
+ * for (a count left for the next tick would read as a gap to heal), then a leave's step of
+ * the counter. Another publication may overtake one of these: the next tick sets it right. */
+static mcd_rc publish_confirmed(struct mcd_client *client, const struct mcd_publication *p, size_t count)
 {
-	mcd_rc rc = MCD_POOL_EXHAUSTED;
+	mcd_rc rc = MEMCACHED_SUCCESS;
 
 	for (size_t i = 0; i < count; i++) {
 		struct mcd_call call = { .key_len = p[i].master_len };
 		uint64_t ignored;
 
+		rc = send_confirmed(client, &p[i]);
 		if (!p[i].step_down) {
 			continue;
 		}
@@ -256,7 +258,6 @@ static mcd_rc give_up_publishing(struct mcd_client *client, const struct mcd_pub
 				call.key_len, -1, 0, &ignored));
 		}
 	}
-	/* A leave's step is what matters; counts alone were only put off. */
 	return rc;
 }
 
@@ -272,7 +273,7 @@ mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
 
 		if (pthread_mutex_clocklock(&client->ordered_lock, CLOCK_MONOTONIC, &deadline)) {
 			pthread_mutex_unlock(&coord->lock);
-			return give_up_publishing(client, p, count);
+			return publish_confirmed(client, p, count);
 		}
 		pthread_mutex_unlock(&coord->lock);
 		mcd_reconnect_if_stale(client, client->ordered, &client->ordered_slot);

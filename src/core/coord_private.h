@@ -26,6 +26,8 @@ struct local_group {
 	char group[MCD_NAME_MAX + 1];
 	long members;                /* this node's members now */
 	long gap;                    /* counter minus published sum at the last tick (0 once corrected) */
+	uint64_t counter;            /* the counter at the last tick */
+	long others;                 /* the other nodes' published sum at the last tick */
 	unsigned long seen_tick;     /* the last tick that reconciled it: a group listed twice is not
 	                              * reconciled twice in one tick */
 	unsigned int empty_ticks;    /* ticks in a row it was empty everywhere */

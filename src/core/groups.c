@@ -340,8 +340,12 @@ static void reconcile(const char *category, const char *group, void *arg)
 	 * of the node) goes to 0. */
 	stale = g->members == 0 && state.own > 0;
 	gap = (long) state.counter - (state.others + g->members);
-	again = g->gap && g->gap == gap;
+	/* The same gap, with the counter and every count as they were a tick ago: no join or
+	 * leave is under way anywhere (a busy group can show one gap twice by chance). */
+	again = g->gap && g->gap == gap && g->counter == state.counter && g->others == state.others;
 	g->gap = gap;
+	g->counter = state.counter;
+	g->others = state.others;
 	g->empty_ticks = !state.counter && !state.others && !g->members ? g->empty_ticks + 1 : 0;
 	if (g->empty_ticks >= EMPTY_TICKS) {
 		add_word(t->empty, category, group);

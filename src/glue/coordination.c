@@ -27,7 +27,6 @@
 #include "asterisk/strings.h"
 #include "asterisk/utils.h"
 
-#include "core/coord.h"
 #include "glue/internal.h"
 
 /* This Asterisk's members and locks: one for the module's life, whatever the reloads. */
@@ -58,9 +57,8 @@ AST_MUTEX_DEFINE_STATIC(tick_lock);
 static ast_cond_t tick_cond;
 static AST_LIST_HEAD_NOLOCK_STATIC(ended, channel_state);
 
-/* A destroyed channel leaves its groups and releases its locks: no hangup handler needed.
- * Asterisk destroys datastores with the channel locked, so the network is left to the
- * tick thread. */
+/* A destroyed channel leaves its groups and releases its locks, no hangup handler needed;
+ * its datastores go with the channel locked, so the network is left to the tick thread. */
 static void channel_state_destroy(void *data)
 {
 	ast_mutex_lock(&tick_lock);
@@ -94,9 +92,8 @@ static void end_channel_state(struct channel_state *state)
 	ast_module_unref(AST_MODULE_SELF);
 }
 
-/* A masquerade appends the datastores of the channel that goes away to those of the one
- * that goes on (both locked): where that one has a state already, this one's memberships
- * and locks join it, so that MCDGROUP() and MCDUNLOCK see them. */
+/* A masquerade appends the datastores of the channel that goes to the one that stays (both
+ * locked): where it has a state already, this one's memberships and locks join it. */
 static void channel_state_fixup(void *data, struct ast_channel *old_chan, struct ast_channel *new_chan);
 
 static const struct ast_datastore_info channel_state_info = {
@@ -508,6 +505,8 @@ static void *tick_loop(void *unused)
 			struct timespec until = { .tv_sec = next.tv_sec, .tv_nsec = next.tv_usec * 1000 };
 
 			ast_cond_timedwait(&tick_cond, &tick_lock, &until);
+			/* A shorter lease configured meanwhile brings the next tick nearer. */
+			next = ast_tvcmp(next_tick(), next) < 0 ? next_tick() : next;
 		}
 	}
 	ast_mutex_unlock(&tick_lock);
@@ -535,6 +534,9 @@ void mcd_coordination_configure(const struct mcd_settings *settings)
 		node_name(settings, node, sizeof(node));
 		mcd_coord_configure(coord, node, settings->group_lease_s);
 		ast_verb(2, "res_memcached: groups and locks as node '%s'\n", node);
+		ast_mutex_lock(&tick_lock);
+		ast_cond_signal(&tick_cond);
+		ast_mutex_unlock(&tick_lock);
 	}
 }
 
@@ -547,8 +549,7 @@ int mcd_coordination_init(void)
 {
 	struct mcd_settings defaults;
 
-	/* Named and leased by the settings once the live client is built, and on each reload. */
-	mcd_settings_defaults(&defaults);
+	mcd_settings_defaults(&defaults); /* named and leased once the live client is built */
 	if (!(coord = mcd_coord_create("", defaults.group_lease_s))) {
 		return -1;
 	}
