@@ -373,20 +373,6 @@ int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struc
 	return pthread_cond_timedwait(cond, mutex, at);
 }
 
-struct timespec mcd_monotonic_after_ms(long ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
 /* Wait (at most pool_wait, on the monotonic clock) until the pool has a handle no call holds.
  * libmemcached's own wait is in whole seconds and starts again at each wake-up. */
 static bool reserve_handle(struct mcd_client *client, struct mcd_pool *pool)

@@ -141,8 +141,6 @@ void mcd_monotonic_cond_init(pthread_cond_t *cond);
 /*! Wait on cond (mutex held) until woken or until the monotonic time at; ETIMEDOUT then. */
 int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *at);
 
-/*! The monotonic time ms milliseconds from now. */
-struct timespec mcd_monotonic_after_ms(long ms);
 
 /*! The pool counter steps go through: the text-protocol one where calls talk binary (see
  * struct mcd_client), else the calls' own. */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* memcached's own limit on a key, prefix included. */
 #define MCD_KEY_MAX 250
@@ -73,5 +74,11 @@ void mcd_each_listed(const char *groups, void (*visit)(const char *category, con
  * LF and tab as "\r", "\n", "\t", every other byte as "\xNN". Text that does not fit is cut at a
  * whole escape and ends with "..." (when size > 3). Returns out. */
 char *mcd_escape(const char *bytes, size_t len, char *out, size_t size);
+
+/*! The monotonic time ms milliseconds from now (for waits a clock stepped back cannot stall). */
+struct timespec mcd_monotonic_after_ms(long ms);
+
+/*! Whether the monotonic time at has come. */
+bool mcd_monotonic_passed(const struct timespec *at);
 
 #endif

@@ -96,28 +96,6 @@ void mcd_live_set_problem(const char *problem)
 	}
 }
 
-static struct timespec monotonic_after_ms(long ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
-static int monotonic_passed(const struct timespec *at)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > at->tv_sec || (now.tv_sec == at->tv_sec && now.tv_nsec >= at->tv_nsec);
-}
-
 /* The last call that held a client let it go: the resolver thread destroys it, so that no call
  * waits for its prober. Once the thread is gone (unloading), it goes at once. */
 static void live_destroy(void *obj)
@@ -222,14 +200,14 @@ static enum lookup_outcome look_up_and_build(struct mcd_settings settings, int f
 
 static void *resolver_run(void *unused)
 {
-	struct timespec due = monotonic_after_ms(0);
+	struct timespec due = mcd_monotonic_after_ms(0);
 
 	(void) unused;
 	ast_mutex_lock(&resolver.lock);
 	while (!resolver.stopping) {
 		destroy_retired();
 		/* New settings at once; a retry, or a look at the live ones' addresses, when due. */
-		if (resolver.wanted_gen && (resolver.wanted_gen != resolver.tried_gen || monotonic_passed(&due))) {
+		if (resolver.wanted_gen && (resolver.wanted_gen != resolver.tried_gen || mcd_monotonic_passed(&due))) {
 			const unsigned long gen = resolver.wanted_gen;
 			const struct mcd_settings settings = resolver.wanted;
 			/* New settings (or ones not built yet) are built; the live ones only looked up. */
@@ -251,7 +229,7 @@ static void *resolver_run(void *unused)
 			resolver.done_gen = gen > resolver.done_gen ? gen : resolver.done_gen;
 			resolver.unusable_gen = outcome == UNUSABLE ? gen : resolver.unusable_gen;
 			ast_cond_broadcast(&resolver.looked_up);
-			due = monotonic_after_ms((outcome == NOT_RESOLVED ? RESOLVE_RETRY_S : RESOLVE_REFRESH_S) * 1000L);
+			due = mcd_monotonic_after_ms((outcome == NOT_RESOLVED ? RESOLVE_RETRY_S : RESOLVE_REFRESH_S) * 1000L);
 			continue;
 		}
 		if (!AST_LIST_EMPTY(&resolver.retired)) {
@@ -270,7 +248,7 @@ static void *resolver_run(void *unused)
 
 int mcd_live_load(int reloading)
 {
-	struct timespec deadline = monotonic_after_ms(FIRST_LOOKUP_WAIT_MS);
+	struct timespec deadline = mcd_monotonic_after_ms(FIRST_LOOKUP_WAIT_MS);
 	struct mcd_settings settings;
 	unsigned long gen;
 	int unusable;

@@ -24,6 +24,11 @@ MODULE_SOURCES = sorted(os.path.relpath(path, ROOT) for path in glob.glob(
     os.path.join(ROOT, "src", "**", "*.c"), recursive=True))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: seconds of load or waiting on code that does not depend "
+                            "on Asterisk's version; the Asterisk 16 run leaves these out")
+
+
 def module_log_lines(text):
     """The lines of a log written by the module's own code."""
     return [line for line in text.splitlines()
@@ -260,3 +265,14 @@ def meta_ttl(port, full_key):
         if token.startswith("t"):
             return int(token[1:])
     raise AssertionError("no ttl in %r" % reply)
+
+
+def memcached_keys(port):
+    """Every key the memcached at port holds, from its LRU crawler (keys come URL-encoded)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"lru_crawler metadump all\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += s.recv(65536)
+    return [urllib.parse.unquote(line.split()[0][4:].decode()) for line in data.splitlines()
+            if line.startswith(b"key=")]

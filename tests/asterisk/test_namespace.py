@@ -2,19 +2,16 @@
 prefix: no dialplan, console or manager call can name them, and words another client
 writes into the registry's lists never reach the console or the manager raw."""
 
-import socket
 import time
-import urllib.parse
-
-from pymemcache.client.base import Client
-
-from conftest import PREFIX, read_file
-from harness.ami import Ami
-from harness.pbx import Asterisk
-from test_groups import conf, members, results
 
 import pytest
+from pymemcache.client.base import Client
+
+from conftest import PREFIX, memcached_keys, read_file
+from harness.ami import Ami
+from harness.pbx import Asterisk
 from harness.servers import Memcached
+from test_groups import conf, members, results
 
 
 @pytest.fixture
@@ -22,18 +19,6 @@ def server():
     server = Memcached()
     yield server
     server.stop()
-
-
-def all_keys(port):
-    """Every key memcached holds, from its LRU crawler."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"lru_crawler metadump all\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            data += s.recv(65536)
-    # Keys come URL-encoded (':' as %3A).
-    return [urllib.parse.unquote(line.split()[0][4:].decode()) for line in data.splitlines()
-            if line.startswith(b"key=")]
 
 
 def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(server):
@@ -52,7 +37,7 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
         ast.wait_for(lambda: ast.global_var("HOLDER_ns_TOOK") == "1")
         # A tick has listed the group and the node.
         ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
-        own = sorted(k[len(PREFIX):] for k in all_keys(server.port)
+        own = sorted(k[len(PREFIX):] for k in memcached_keys(server.port)
                      if k.startswith(PREFIX + "_mcd:"))
         kinds = {k.split(":")[1] for k in own}
         assert {"group", "lock", "nodes", "groups", "node"} <= kinds, own
@@ -81,6 +66,7 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
         ast.stop()
 
 
+@pytest.mark.long
 def test_control_bytes_written_into_the_registry_never_reach_console_or_manager(server):
     ast = Asterisk(read_file("extensions.conf"), conf(server, "east"), ami=True)
     try:

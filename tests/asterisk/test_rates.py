@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import PREFIX, Pbx, general, read_file
+from conftest import PREFIX, Pbx, general, memcached_keys, read_file
 from harness.pbx import Asterisk
 from harness.ports import free_port
 from harness.servers import Memcached
@@ -41,17 +41,11 @@ def asterisks():
 
 
 def rate_keys(port, name):
-    """The keys memcached holds for a rate name (from its LRU crawler)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"lru_crawler metadump all\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            data += s.recv(65536)
-    keys = [urllib.parse.unquote(line.split()[0][4:].decode()) for line in data.splitlines()
-            if line.startswith(b"key=")]
-    return [k for k in keys if k.startswith(PREFIX + "_mcd:rate:%s" % name)]
+    """The keys memcached holds for a rate name."""
+    return [k for k in memcached_keys(port) if k.startswith(PREFIX + "_mcd:rate:%s" % name)]
 
 
+@pytest.mark.long
 def test_overload_from_two_asterisks_never_passes_the_limit_in_any_span(server, asterisks, figures):
     limit, period = 20, 2.0
     client = Client(server.client_address)
