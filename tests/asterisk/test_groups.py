@@ -97,6 +97,7 @@ def test_200_channels_on_two_asterisks_race_for_50_places(servers, figures):
     east.wait_for(lambda: count(east, "race") == "0")
 
 
+@pytest.mark.long
 def test_a_killed_asterisk_stops_counting_within_the_lease_and_restarts_without_double_count(
         servers, figures):
     server, start, asterisks = servers

@@ -314,7 +314,7 @@ def histogram_faults(text):
     return faults
 
 
-SCRAPES_UNDER_LOAD = 3000
+SCRAPES_UNDER_LOAD = 1000
 
 
 def test_every_scrape_under_load_holds_a_consistent_histogram(scraped, figures):

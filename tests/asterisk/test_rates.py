@@ -2,9 +2,7 @@
 channels on two private Asterisks, admissions logged with their times; every
 wait polls until a generous deadline."""
 
-import socket
 import time
-import urllib.parse
 
 import pytest
 from pymemcache.client.base import Client
@@ -84,6 +82,7 @@ def test_overload_from_two_asterisks_never_passes_the_limit_in_any_span(server, 
                                         len(times), len(times) * period / (stopped - times[0]), worst))
 
 
+@pytest.mark.long
 def test_refused_attempts_count_only_with_option_a(server, asterisks):
     pbx = Pbx(asterisks(conf(server)))
     tag = time.time_ns() % 10**6
@@ -122,6 +121,7 @@ def test_a_calendar_quota_refuses_past_the_limit_until_the_window_ends(server, a
     assert pbx.fn("${MCDRATE(%s,3,1h,fp)}/${MCDRATE_COUNT}" % name) == ("0/3", "MEMCACHED_SUCCESS")
 
 
+@pytest.mark.long
 def test_a_killed_asterisk_leaves_nothing_once_the_period_has_passed(server, asterisks):
     name = "gone_%d" % (time.time_ns() % 10**6)
     east, west = asterisks(conf(server)), asterisks(conf(server))

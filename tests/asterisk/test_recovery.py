@@ -6,6 +6,8 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from pymemcache.client.base import Client
 
 from conftest import general
@@ -24,6 +26,7 @@ def answers(address):
         return False
 
 
+@pytest.mark.long
 def test_restart_under_busy_channels_fails_no_call_after_memcached_answers(start_pbx, figures):
     server = Memcached()
     port = server.port

@@ -84,6 +84,8 @@ def test_no_credentials_in_text_are_refused_and_named(start_pbx, sasl_memcached)
     # and the log says what the server does speak.
     pbx = start_pbx(general("server=" + sasl_memcached.address, "timeout=200", "connect_timeout=200"))
     pbx.ast.wait_for(lambda: pbx.fn("${MCD(secret_key)}")[1] == "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    # The prober asks it in the other protocol, off the call path.
+    pbx.ast.wait_for(lambda: "does not answer the text protocol" in pbx.ast.log())
     named = [l for l in pbx.ast.log().splitlines() if "does not answer the text protocol" in l]
     assert len(named) == 1 and "username and password" in named[0], named
     assert pbx.ast.proc.poll() is None
