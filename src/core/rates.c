@@ -26,15 +26,17 @@
 
 #define SLOTS (MCD_RATE_BUCKETS + 1)
 
-/* The keys of the buckets a decision reads, oldest first (one for a fixed window). */
+/* The keys of the buckets a decision reads, oldest first (one for a fixed window): the span's,
+ * and after a count, the next bucket too (where an Asterisk a little ahead counts). */
 struct window {
 	char master[MCD_KEY_MAX + 1];
 	size_t master_len;
-	char keys[SLOTS][MCD_KEY_MAX + 1];
-	const char *key_ptrs[SLOTS];
-	size_t lens[SLOTS];
-	uint64_t values[SLOTS];
-	unsigned int count;
+	char keys[SLOTS + 1][MCD_KEY_MAX + 1];
+	const char *key_ptrs[SLOTS + 1];
+	size_t lens[SLOTS + 1];
+	uint64_t values[SLOTS + 1];
+	unsigned int count;          /* keys read: SLOTS (or 1), SLOTS + 1 after a count */
+	unsigned int current;        /* the index of the bucket this decision counts in */
 	int64_t first;               /* the index of the oldest bucket, or of the window */
 	int64_t width_ms;            /* of a bucket, or of the window */
 	int64_t end_ms;              /* a fixed window's end */
@@ -90,18 +92,29 @@ static int64_t floor_div(int64_t a, int64_t b)
 	return a / b - (a % b < 0);
 }
 
-/* The window of rate at now_ms and its keys: rate:NAME:PERIOD:MODE:INDEX, placed by rate:NAME. */
-static mcd_rc window_of(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
+/* The key that places all of a rate's buckets on one server: rate:NAME. */
+static mcd_rc master_of(struct mcd_client *client, const struct mcd_rate *rate, struct window *w)
+{
+	char name[MCD_KEY_MAX + 1];
+	mcd_rc rc = check_rate(rate);
+
+	if (rc == MEMCACHED_SUCCESS) {
+		snprintf(name, sizeof(name), "rate:%s", rate->name);
+		rc = mcd_client_own_key(client, name, w->master, &w->master_len);
+	}
+	return rc;
+}
+
+/* The window of rate at now_ms and its keys, rate:NAME:PERIOD:MODE:INDEX (one more, after the
+ * current bucket, with next). */
+static mcd_rc window_of(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms, bool next,
 	struct window *w)
 {
 	const char *mode = rate->fixed ? (rate->attempts ? "fa" : "f") : (rate->attempts ? "a" : "s");
 	const int64_t period_ms = (int64_t) rate->period_s * 1000;
 	char name[MCD_KEY_MAX + 1];
-	mcd_rc rc = check_rate(rate);
+	mcd_rc rc = MEMCACHED_SUCCESS;
 
-	if (rc != MEMCACHED_SUCCESS) {
-		return rc;
-	}
 	if (rate->fixed) {
 		const int64_t offset_ms = (int64_t) rate->utc_offset_s * 1000;
 
@@ -109,17 +122,17 @@ static mcd_rc window_of(struct mcd_client *client, const struct mcd_rate *rate, 
 		w->width_ms = period_ms;
 		w->first = floor_div(now_ms + offset_ms, period_ms);
 		w->end_ms = (w->first + 1) * period_ms - offset_ms;
-		w->ttl_s = (long) ((w->end_ms - now_ms + 999) / 1000) + 1;
+		/* An hour more for windows of hours and days: a change of the UTC offset (summer
+		 * time) must not end the key before the window. */
+		w->ttl_s = (long) ((w->end_ms - now_ms + 999) / 1000) + 3 + (rate->period_s >= 3600 ? 3600 : 0);
 	} else {
-		w->count = SLOTS;
+		w->count = SLOTS + (next ? 1 : 0);
 		w->width_ms = period_ms / MCD_RATE_BUCKETS;
 		w->first = floor_div(now_ms, w->width_ms) - MCD_RATE_BUCKETS;
-		w->ttl_s = (long) ((SLOTS * w->width_ms + 999) / 1000) + 1;
+		/* memcached's clock ticks once a second: an item can go up to 2 s before its ttl. */
+		w->ttl_s = (long) ((SLOTS * w->width_ms + 999) / 1000) + 3;
 	}
-	snprintf(name, sizeof(name), "rate:%s", rate->name);
-	if ((rc = mcd_client_own_key(client, name, w->master, &w->master_len)) != MEMCACHED_SUCCESS) {
-		return rc;
-	}
+	w->current = rate->fixed ? 0 : SLOTS - 1;
 	for (unsigned int i = 0; i < w->count && rc == MEMCACHED_SUCCESS; i++) {
 		snprintf(name, sizeof(name), "rate:%s:%ld:%s:%lld", rate->name, rate->period_s, mode,
 			(long long) (w->first + i));
@@ -185,19 +198,60 @@ static int64_t retry_after(const struct window *w, uint64_t limit, int64_t now_m
 	return (w->first + 2 * SLOTS - 1) * w->width_ms - now_ms;
 }
 
+/* The wall clock in milliseconds since the epoch. */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Count one in the current bucket, then read the span again with the next bucket: a decision
+ * that read the buckets just before ours, or that counts in the next one, is seen (of two
+ * racing, at least one sees the other). Over the limit, stepped back (unless attempts count). */
+static mcd_rc count_and_check(struct mcd_client *client, struct mcd_call *call, const struct mcd_rate *rate,
+	int64_t now_ms, struct window *w, uint64_t *sum, bool *admitted)
+{
+	const time_t expiry = (time_t) mcd_wire_expiry(w->ttl_s, now_ms / 1000);
+	uint64_t stepped;
+	mcd_rc rc = mcd_counter_step(call->memc, call->key, call->key_len, w->keys[w->current],
+		w->lens[w->current], 1, expiry, &stepped);
+
+	if (rc == MEMCACHED_SUCCESS && !rate->fixed) {
+		if ((rc = window_of(client, rate, now_ms, true, w)) == MEMCACHED_SUCCESS) {
+			rc = read_window(client, call, w);
+		}
+	} else if (rc == MEMCACHED_SUCCESS) {
+		w->values[w->current] = stepped;
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	*sum = sum_of(w);
+	*admitted = *sum <= rate->limit;
+	if (!*admitted && !rate->attempts && mcd_counter_step(call->memc, call->key, call->key_len,
+		w->keys[w->current], w->lens[w->current], -1, expiry, &stepped) == MEMCACHED_SUCCESS) {
+		/* Only admissions count (had the step back failed, the extra would only refuse more). */
+		(*sum)--;
+		w->values[w->current]--;
+	}
+	return MEMCACHED_SUCCESS;
+}
+
 static mcd_rc decide(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms, bool count_it,
 	struct mcd_rate_answer *answer)
 {
 	struct window *w = calloc(1, sizeof(*w));
 	struct mcd_call call;
-	uint64_t sum, stepped;
+	uint64_t sum;
 	mcd_rc rc;
 
 	*answer = (struct mcd_rate_answer) { .admitted = false };
 	if (!w) {
 		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	}
-	if ((rc = window_of(client, rate, now_ms, w)) != MEMCACHED_SUCCESS) {
+	if ((rc = master_of(client, rate, w)) != MEMCACHED_SUCCESS) {
 		free(w);
 		return rc;
 	}
@@ -208,28 +262,14 @@ static mcd_rc decide(struct mcd_client *client, const struct mcd_rate *rate, int
 		free(w);
 		return rc;
 	}
-	rc = read_window(client, &call, w);
+	/* The time once a connection is had: a wait for one must not date the decision back. */
+	now_ms = now_ms < 0 ? wall_ms() : now_ms;
+	if ((rc = window_of(client, rate, now_ms, false, w)) == MEMCACHED_SUCCESS) {
+		rc = read_window(client, &call, w);
+	}
 	sum = sum_of(w);
 	if (rc == MEMCACHED_SUCCESS && count_it && (rate->attempts || sum < rate->limit)) {
-		const unsigned int current = w->count - 1;
-		const time_t expiry = (time_t) mcd_wire_expiry(w->ttl_s, now_ms / 1000);
-
-		rc = mcd_counter_step(call.memc, call.key, call.key_len, w->keys[current], w->lens[current], 1,
-			expiry, &stepped);
-		if (rc == MEMCACHED_SUCCESS) {
-			/* What the step found there includes what others counted since the read. */
-			sum += stepped - w->values[current];
-			w->values[current] = stepped;
-			answer->admitted = sum <= rate->limit;
-			if (!answer->admitted && !rate->attempts
-				&& mcd_counter_step(call.memc, call.key, call.key_len, w->keys[current], w->lens[current],
-					-1, expiry, &stepped) == MEMCACHED_SUCCESS) {
-				/* Over: another got there first. Stepped back, so that only admissions count
-				 * (had the step back failed, the extra count would only refuse more). */
-				sum--;
-				w->values[current]--;
-			}
-		}
+		rc = count_and_check(client, &call, rate, now_ms, w, &sum, &answer->admitted);
 	} else if (rc == MEMCACHED_SUCCESS) {
 		/* Not counted: a peek, or a refusal that needs no write. */
 		answer->admitted = count_it ? false : sum < rate->limit;
@@ -258,9 +298,8 @@ mcd_rc mcd_rate_check(struct mcd_client *client, const struct mcd_rate *rate, in
 mcd_rc mcd_rate_peek(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
 	struct mcd_rate_answer *answer)
 {
-	uint64_t started = mcd_now_us();
-
-	return mcd_stats_record(client->stats, MCD_OP_RATE, started, decide(client, rate, now_ms, false, answer));
+	/* Not counted in the stats: their rate operations are decisions, admitted or refused. */
+	return decide(client, rate, now_ms, false, answer);
 }
 
 /* --- the rates decided on lately --- */
@@ -290,8 +329,8 @@ void mcd_rate_book_destroy(struct mcd_rate_book *book)
 
 static bool same_rate(const struct mcd_rate_seen *s, const struct mcd_rate *rate)
 {
-	return s->last_ms && s->period_s == rate->period_s && s->attempts == rate->attempts && s->fixed == rate->fixed
-		&& !strcmp(s->name, rate->name);
+	return s->last_ms && s->limit == rate->limit && s->period_s == rate->period_s && s->attempts == rate->attempts
+		&& s->fixed == rate->fixed && !strcmp(s->name, rate->name);
 }
 
 void mcd_rate_book_note(struct mcd_rate_book *book, const struct mcd_rate *rate,

@@ -47,8 +47,10 @@ int mcd_rate_parse_period(const char *text, long *seconds);
 
 /*!
  * Decide one call at now_ms (wall clock, milliseconds since the epoch: every Asterisk must
- * agree on it) and count it when it is admitted (or always, with attempts). MCD_SUCCESS when
- * admitted, MCD_RATE_LIMITED when refused, else the failure (nothing known of the limit).
+ * agree on it; below 0, the clock is read once a connection is had) and count it when it is
+ * admitted (or always, with attempts). MCD_SUCCESS when admitted, MCD_RATE_LIMITED when
+ * refused, a refusal of rate's fields (MCD_ARGUMENT_NEEDED, MCD_KEY_TOO_LONG,
+ * MEMCACHED_BAD_KEY_PROVIDED), else the failure (nothing known of the limit).
  */
 mcd_rc mcd_rate_check(struct mcd_client *client, const struct mcd_rate *rate, int64_t now_ms,
 	struct mcd_rate_answer *answer);

@@ -63,7 +63,7 @@ static int parse_rate(const char *cmd, char *data, struct mcd_rate *rate, int *p
 		AST_APP_ARG(options);
 	);
 	char escaped[MCD_ESCAPED_SIZE(24)];
-	long limit;
+	uint64_t limit;
 
 	AST_STANDARD_APP_ARGS(args, data);
 	*rate = (struct mcd_rate) { .name = args.name };
@@ -72,7 +72,7 @@ static int parse_rate(const char *cmd, char *data, struct mcd_rate *rate, int *p
 		ast_log(LOG_WARNING, "%s needs a name, a limit and a period: %s\n", cmd, RATE_SYNTAX);
 		return -1;
 	}
-	if (mcd_parse_long(args.limit, 1, MCD_INCREMENT_MAX, &limit)) {
+	if (mcd_parse_uint64(args.limit, &limit) || !limit || limit > (uint64_t) MCD_INCREMENT_MAX) {
 		ast_log(LOG_WARNING, "%s: limit '%s' is not a whole number from 1: %s\n", cmd,
 			mcd_escape(args.limit, strlen(args.limit), escaped, sizeof(escaped)), RATE_SYNTAX);
 		return -1;
@@ -99,7 +99,7 @@ static int parse_rate(const char *cmd, char *data, struct mcd_rate *rate, int *p
 			return -1;
 		}
 	}
-	rate->limit = (uint64_t) limit;
+	rate->limit = limit;
 	return 0;
 }
 
@@ -111,7 +111,7 @@ static int rate_read(struct ast_channel *chan, const char *cmd, char *data, stru
 	struct timeval now = ast_tvnow();
 	int peek, admitted;
 	int64_t now_ms;
-	char text[24];
+	char text[24], name[MCD_ESCAPED_SIZE(40)];
 	mcd_rc rc;
 
 	if (parse_rate(cmd, data, &rate, &peek)) {
@@ -120,8 +120,18 @@ static int rate_read(struct ast_channel *chan, const char *cmd, char *data, stru
 		return mcd_refuse(chan);
 	}
 	rate.utc_offset_s = local_utc_offset(&now);
+	/* The core reads the clock once it has a connection. */
+	rc = !live ? MCD_NO_SERVERS : (peek ? mcd_rate_peek : mcd_rate_check)(live->client, &rate, -1, &answer);
 	now_ms = (int64_t) now.tv_sec * 1000 + now.tv_usec / 1000;
-	rc = !live ? MCD_NO_SERVERS : (peek ? mcd_rate_peek : mcd_rate_check)(live->client, &rate, now_ms, &answer);
+	if (mcd_rc_outcome(rc) == MCD_OUTCOME_REFUSED) {
+		/* A name memcached cannot take (too long, a ':' or a space): refused, never let
+		 * through as if memcached had failed. */
+		ast_log(LOG_WARNING, "%s: name '%s' is empty, over %d bytes, or holds ':' or spaces: %s\n", cmd,
+			mcd_escape(rate.name, strlen(rate.name), name, sizeof(name)), MCD_NAME_MAX, RATE_SYNTAX);
+		ast_str_set(buf, len, "0");
+		mcd_set_if_changed(chan, "MCDRESULT", mcd_rc_name(rc));
+		return 0;
+	}
 	if (rc == MCD_SUCCESS || rc == MCD_RATE_LIMITED) {
 		if (!peek) {
 			mcd_rate_book_note(book, &rate, &answer, now_ms);

@@ -154,11 +154,16 @@ def test_memcached_down_admits_unless_configured_to_refuse(asterisks, setting, a
     ("bad,5,0", "period '0' is out of range"),
     ("bad,5,10,z", "unknown option 'z'"),
     ("bad,5", "needs a name, a limit and a period"),
+    ("bad:colon,5,10", "holds ':' or spaces"),
+    ("b%s,5,10" % ("a" * 80), "over 80 bytes"),
 ])
 def test_bad_input_is_refused_with_the_syntax_and_counts_nothing(server, asterisks, args, complaint):
     pbx = Pbx(asterisks(conf(server)))
     mark = pbx.log_mark()
-    assert pbx.fn("${MCDRATE(%s)}" % args) == ("0", "MEMCACHED_ARGUMENT_NEEDED")
+    # Refused, never let through: a caller ID used as a name must not switch the limit off.
+    out, result = pbx.fn("${MCDRATE(%s)}" % args)
+    assert out == "0"
+    assert result in ("MEMCACHED_ARGUMENT_NEEDED", "MEMCACHED_KEY_TOO_LONG", "MEMCACHED_BAD_KEY_PROVIDED")
     log = pbx.log_since(mark)
     assert complaint in log
     assert "MCDRATE(name,limit,period[,options])" in log
