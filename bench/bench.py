@@ -68,6 +68,9 @@ ALTERNATIVES = [
     ("MCDGROUP move (join + leave)", "13", "incr", 2),
     ("MCDGROUP_COUNT", "14", "get", 1),
     ("MCDLOCK + MCDUNLOCK", "15", None, 1),
+    # A rate check: a multi-get of the 21 buckets, then (admitted) an incr.
+    ("MCDRATE, admitted", "16", None, 1),
+    ("MCDRATE, refused", "17", None, 1),
 ]
 # The operations measured in every deployment: label, extension, raw op.
 DEPLOYMENT_OPS = [
@@ -269,6 +272,14 @@ def main():
                                           "floor_ops": rates[1]})
             print("%-12d %16.0f %16.0f %7.0f%% %18.0f" % (level, rates[0], raw_rate,
                                                           100 * rates[0] / raw_rate, rates[1]))
+        print()
+        print("MCDRATE next to MCDCOUNTER on 64 channels (%d operations each)" % THROUGHPUT_OPS)
+        for label, exten in (("MCDCOUNTER(k,1)", "5"), ("MCDRATE, admitted", "16"), ("MCDRATE, refused", "17")):
+            times = run_channels(ast, exten, 64, max(1, THROUGHPUT_OPS // 64))
+            wall = max(e for _, e in times) - min(s for s, _ in times)
+            rate = 64 * max(1, THROUGHPUT_OPS // 64) / wall
+            results.setdefault("rates", []).append({"operation": label, "channels": 64, "ops": rate})
+            print("%-30s %10.0f ops/s" % (label, rate))
         print()
         print("Asterisk resident memory: %d KiB after start, %d KiB after the runs above"
               % (started_rss, rss_kib(ast.proc.pid)))

@@ -403,6 +403,11 @@ void mcd_reconnect_if_stale(struct mcd_client *client, memcached_st *memc, struc
 {
 	const unsigned int epoch = atomic_load(&client->connections_epoch);
 
+	/* With remove_failed_servers or replicas, libmemcached keeps each handle's view of dead
+	 * servers with its connections: closing them would make it find each one dead again. */
+	if (!mcd_tracks_health(client)) {
+		return;
+	}
 	if (slot->epoch != epoch || mcd_now_us() - slot->last_used_us >= MCD_IDLE_RECONNECT_US) {
 		memcached_quit(memc);
 		slot->epoch = epoch;
