@@ -57,6 +57,7 @@ static struct {
 	int stopping;
 	struct mcd_settings wanted;  /* as the file gave them (names, not addresses) */
 	unsigned long wanted_gen;    /* 0: no usable file yet */
+	unsigned long last_gen;      /* the last generation handed over: numbers are never reused */
 	unsigned long tried_gen;     /* the generation of the last attempt that ended */
 	unsigned long done_gen;      /* the newest generation an attempt ended for */
 	unsigned long unusable_gen;  /* the newest generation libmemcached refused */
@@ -264,7 +265,7 @@ int mcd_live_load(int reloading)
 	}
 	ast_mutex_lock(&resolver.lock);
 	resolver.wanted = settings;
-	gen = ++resolver.wanted_gen;
+	gen = resolver.wanted_gen = ++resolver.last_gen;
 	ast_cond_signal(&resolver.wake);
 	while (resolver.done_gen < gen
 		&& ast_cond_timedwait(&resolver.looked_up, &resolver.lock, &deadline) != ETIMEDOUT) {

@@ -134,6 +134,11 @@ def test_hash_missing_from_the_library_is_refused_clearly(pbx, mc, memcached, ke
     assert "hash hsieh is not built into this libmemcached" in pbx.log_since(mark)
     assert pbx.app("mcdset(%s,v)" % key)[1] == "MEMCACHED_SUCCESS"
     assert mc.get(PREFIX + key) == b"v"
+    # The next good file is taken, and said to be.
+    out = pbx.reload(general("server=" + memcached.address, "prefixkey=other_"))
+    assert "reloaded successfully" in out
+    assert pbx.app("mcdset(%s,w)" % key)[1] == "MEMCACHED_SUCCESS"
+    assert mc.get("other_" + key) == b"w"
 
 
 def test_connection_is_opened_on_first_use_only(start_pbx):
