@@ -368,11 +368,6 @@ void mcd_monotonic_cond_init(pthread_cond_t *cond)
 	pthread_condattr_destroy(&attr);
 }
 
-int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *at)
-{
-	return pthread_cond_timedwait(cond, mutex, at);
-}
-
 /* Wait (at most pool_wait, on the monotonic clock) until the pool has a handle no call holds.
  * libmemcached's own wait is in whole seconds and starts again at each wake-up. */
 static bool reserve_handle(struct mcd_client *client, struct mcd_pool *pool)
@@ -382,7 +377,7 @@ static bool reserve_handle(struct mcd_client *client, struct mcd_pool *pool)
 
 	pthread_mutex_lock(&pool->wait_lock);
 	while (pool->held >= pool->size && client->settings.pool_wait_s > 0
-		&& mcd_monotonic_wait(&pool->freed, &pool->wait_lock, &deadline) != ETIMEDOUT) {
+		&& pthread_cond_timedwait(&pool->freed, &pool->wait_lock, &deadline) != ETIMEDOUT) {
 	}
 	if ((reserved = pool->held < pool->size)) {
 		pool->held++;

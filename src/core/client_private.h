@@ -135,11 +135,9 @@ mcd_rc mcd_gets(memcached_st *memc, const char *master, size_t master_len, const
 /*! Seconds on the monotonic clock. */
 long mcd_monotonic_s(void);
 
-/*! Initialise cond to wait on the monotonic clock (a clock stepped back stalls no wait). */
+/*! Initialise cond to wait on the monotonic clock (a clock stepped back stalls no wait):
+ * pthread_cond_timedwait on it takes deadlines from mcd_monotonic_after_ms. */
 void mcd_monotonic_cond_init(pthread_cond_t *cond);
-
-/*! Wait on cond (mutex held) until woken or until the monotonic time at; ETIMEDOUT then. */
-int mcd_monotonic_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *at);
 
 
 /*! The pool counter steps go through: the text-protocol one where calls talk binary (see

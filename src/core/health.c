@@ -212,7 +212,7 @@ static void *prober_run(void *arg)
 	while (!p->stopping) {
 		struct timespec next = mcd_monotonic_after_ms(MCD_PROBE_INTERVAL_MS);
 
-		mcd_monotonic_wait(&p->wake, &p->lock, &next);
+		pthread_cond_timedwait(&p->wake, &p->lock, &next);
 		if (p->stopping) {
 			break;
 		}
