@@ -11,7 +11,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from harness.pbx import Asterisk
-from harness.servers import Memcached, tool_missing
+from harness.servers import HungServer, Memcached, tool_missing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -181,6 +181,14 @@ def start_pbx():
     yield start
     for ast in started:
         ast.stop()
+
+
+@pytest.fixture
+def hung():
+    """A hung memcached of a test's own: connections complete, nothing is ever answered."""
+    server = HungServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -172,21 +172,16 @@ def test_server_given_by_host_name_is_resolved(start_pbx, memcached):
     assert Client(("127.0.0.1", memcached.port)).get(PREFIX + "byname") == b"v"
 
 
-def test_reload_of_an_unchanged_file_keeps_a_resting_server_resting(start_pbx):
-    from harness.servers import HungServer
-    hung = HungServer()
-    try:
-        pbx = start_pbx(general("server=" + hung.address, "timeout=300", "connect_timeout=300",
-                                "server_failure_limit=1", "retry_timeout=60"))
-        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_TIMEOUT")
-        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
-        out = pbx.ast.cli("module reload res_memcached")
-        pbx.ast.wait_for(lambda: "memcached.conf unchanged, nothing to reload" in pbx.ast.log())
-        # Still resting: the next call fails at once instead of waiting for its timeout.
-        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED"), out
-        # A changed file that keeps the server keeps what is known of it.
-        pbx.reload(general("server=" + hung.address, "timeout=301", "connect_timeout=300",
-                           "server_failure_limit=1", "retry_timeout=60"))
-        assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
-    finally:
-        hung.stop()
+def test_reload_of_an_unchanged_file_keeps_a_resting_server_resting(start_pbx, hung):
+    pbx = start_pbx(general("server=" + hung.address, "timeout=300", "connect_timeout=300",
+                            "server_failure_limit=1", "retry_timeout=60"))
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_TIMEOUT")
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")
+    out = pbx.ast.cli("module reload res_memcached")
+    pbx.ast.wait_for(lambda: "memcached.conf unchanged, nothing to reload" in pbx.ast.log())
+    # Still resting: the next call fails at once instead of waiting for its timeout.
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED"), out
+    # A changed file that keeps the server keeps what is known of it.
+    pbx.reload(general("server=" + hung.address, "timeout=301", "connect_timeout=300",
+                       "server_failure_limit=1", "retry_timeout=60"))
+    assert pbx.fn("${MCD(k)}") == ("", "MEMCACHED_SERVER_TEMPORARILY_DISABLED")

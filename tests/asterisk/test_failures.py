@@ -7,14 +7,7 @@ import time
 import pytest
 
 from conftest import general
-from harness.servers import HungServer, Memcached
-
-
-@pytest.fixture
-def hung():
-    server = HungServer()
-    yield server
-    server.stop()
+from harness.servers import Memcached
 
 
 def test_hung_server_times_out_then_fails_fast(start_pbx, hung, figures):

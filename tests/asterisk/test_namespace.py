@@ -11,7 +11,7 @@ from conftest import PREFIX, memcached_keys, read_file
 from harness.ami import Ami
 from harness.pbx import Asterisk
 from harness.servers import Memcached
-from test_groups import conf, members, results
+from test_groups import conf, members, wait_results
 
 
 @pytest.fixture
@@ -21,74 +21,72 @@ def server():
     server.stop()
 
 
-def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(server):
+@pytest.fixture
+def east(server):
+    """An Asterisk (node east, with the manager) on server, and an independent client."""
     ast = Asterisk(read_file("extensions.conf"), conf(server, "east"), ami=True)
+    client = Client(server.client_address)
+    client.set(PREFIX + "group_results", b"")
+    yield ast, client
+    ast.stop()
+
+
+def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(server, east):
+    ast, client = east
+    members(ast, server, "ns_group", 2)
+    wait_results(server, 2)
+    ast.cli("dialplan set global LOCK_NAME ns_lock")
+    ast.cli("dialplan set global LOCK_TTL 60")
+    ast.cli("dialplan set global LOCK_HOLD 30")
+    ast.cli("channel originate Local/holder-ns@tests application Wait 0")
+    ast.wait_for(lambda: ast.global_var("HOLDER_ns_TOOK") == "1")
+    # A tick has listed the group and the node.
+    ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
+    own = sorted(k[len(PREFIX):] for k in memcached_keys(server.port)
+                 if k.startswith(PREFIX + "_mcd:"))
+    kinds = {k.split(":")[1] for k in own}
+    assert {"group", "lock", "nodes", "groups", "node"} <= kinds, own
+    for key in own:
+        before = client.get(PREFIX + key)
+        assert ast.eval("MCD(%s)" % key) == ""
+        ast.cli("dialplan set global NS_KEY " + key)
+        pbx_result = ast.eval("MCDCOUNTER(%s,-9)" % key)
+        assert pbx_result == ""
+        ast.cli("channel originate Local/ns-write@tests application Wait 0")
+        ast.wait_for(lambda: ast.global_var("NS_DONE") == key)
+        assert ast.global_var("NS_RESULTS") == ",".join(["MEMCACHED_KEY_RESERVED"] * 4)
+        assert client.get(PREFIX + key) == before, key
+    # The console and the manager go through the same check.
+    out = ast.cli("memcached set _mcd:groups forged")
+    assert "MEMCACHED_KEY_RESERVED" in out
+    ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
     try:
-        client = Client(server.client_address)
-        client.set(PREFIX + "group_results", b"")
-        members(ast, server, "ns_group", 2)
-        deadline = time.monotonic() + 30
-        while len(results(server)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        ast.cli("dialplan set global LOCK_NAME ns_lock")
-        ast.cli("dialplan set global LOCK_TTL 60")
-        ast.cli("dialplan set global LOCK_HOLD 30")
-        ast.cli("channel originate Local/holder-ns@tests application Wait 0")
-        ast.wait_for(lambda: ast.global_var("HOLDER_ns_TOOK") == "1")
-        # A tick has listed the group and the node.
-        ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
-        own = sorted(k[len(PREFIX):] for k in memcached_keys(server.port)
-                     if k.startswith(PREFIX + "_mcd:"))
-        kinds = {k.split(":")[1] for k in own}
-        assert {"group", "lock", "nodes", "groups", "node"} <= kinds, own
-        for key in own:
-            before = client.get(PREFIX + key)
-            assert ast.eval("MCD(%s)" % key) == ""
-            ast.cli("dialplan set global NS_KEY " + key)
-            pbx_result = ast.eval("MCDCOUNTER(%s,-9)" % key)
-            assert pbx_result == ""
-            ast.cli("channel originate Local/ns-write@tests application Wait 0")
-            ast.wait_for(lambda: ast.global_var("NS_DONE") == key)
-            assert ast.global_var("NS_RESULTS") == ",".join(["MEMCACHED_KEY_RESERVED"] * 4)
-            assert client.get(PREFIX + key) == before, key
-        # The console and the manager go through the same check.
-        out = ast.cli("memcached set _mcd:groups forged")
-        assert "MEMCACHED_KEY_RESERVED" in out
-        ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
-        try:
-            reply = ami.action("MemcachedSet", Key="_mcd:nodes", Value="forged")
-            assert any(m.get("Result") == "MEMCACHED_KEY_RESERVED" for m in reply), reply
-        finally:
-            ami.close()
-        assert b"forged" not in (client.get(PREFIX + "_mcd:groups") or b"")
-        assert b"forged" not in (client.get(PREFIX + "_mcd:nodes") or b"")
+        reply = ami.action("MemcachedSet", Key="_mcd:nodes", Value="forged")
+        assert any(m.get("Result") == "MEMCACHED_KEY_RESERVED" for m in reply), reply
     finally:
-        ast.stop()
+        ami.close()
+    assert b"forged" not in (client.get(PREFIX + "_mcd:groups") or b"")
+    assert b"forged" not in (client.get(PREFIX + "_mcd:nodes") or b"")
 
 
 @pytest.mark.long
-def test_control_bytes_written_into_the_registry_never_reach_console_or_manager(server):
-    ast = Asterisk(read_file("extensions.conf"), conf(server, "east"), ami=True)
+def test_control_bytes_written_into_the_registry_never_reach_console_or_manager(server, east):
+    ast, client = east
+    members(ast, server, "clean_group", 1)
+    ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
+    # Another application appends words with escape sequences and line ends.
+    client.append(PREFIX + "_mcd:groups", b" cat:evil\x1b[2J\r\nEvent:\x20Forged")
+    client.append(PREFIX + "_mcd:nodes", b" bad\rnode")
+    time.sleep(1.5)
+    shown = ast.cli("memcached show groups")
+    assert "clean_group" in shown
+    assert "\x1b" not in shown and "Forged" not in shown and "evil" not in shown
+    ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
     try:
-        client = Client(server.client_address)
-        client.set(PREFIX + "group_results", b"")
-        members(ast, server, "clean_group", 1)
-        ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
-        # Another application appends words with escape sequences and line ends.
-        client.append(PREFIX + "_mcd:groups", b" cat:evil\x1b[2J\r\nEvent:\x20Forged")
-        client.append(PREFIX + "_mcd:nodes", b" bad\rnode")
-        time.sleep(1.5)
-        shown = ast.cli("memcached show groups")
-        assert "clean_group" in shown
-        assert "\x1b" not in shown and "Forged" not in shown and "evil" not in shown
-        ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
-        try:
-            messages = ami.action("MemcachedGroups")
-            assert any(m.get("Group") == "clean_group" for m in messages)
-            text = repr(messages)
-            assert "\\x1b" not in text and "Forged" not in text and "evil" not in text
-        finally:
-            ami.close()
-        assert "\x1b" not in ast.log()
+        messages = ami.action("MemcachedGroups")
+        assert any(m.get("Group") == "clean_group" for m in messages)
+        text = repr(messages)
+        assert "\\x1b" not in text and "Forged" not in text and "evil" not in text
     finally:
-        ast.stop()
+        ami.close()
+    assert "\x1b" not in ast.log()
