@@ -14,6 +14,8 @@
 #                             the integration tests run again in a bullseye root, Asterisk 16)
 #   make load                 a long load run with reloads (LOAD_CHANNELS, LOAD_ITERATIONS)
 #   make fuzz-long            each fuzz target for FUZZ_SECONDS (default 60)
+#   make chaos                the cluster simulation at scale: 50 nodes, 10,000 groups, CHAOS_ROUNDS
+#                             rounds of failures (SIM="--seed N" replays one)
 #   make bench                the benchmark tables and charts (bench/bench.py, bench/charts.py;
 #                             see bench/README.md)
 #   make profile              instructions per operation under callgrind (bench/profile.py)
@@ -49,7 +51,7 @@ PROMETHEUS_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached_prometheus
 	-DAST_MODULE_SELF_SYM=__internal_res_memcached_prometheus_self -isystem $(ASTERISK_INCLUDE_DIR) -Isrc
 
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
-	load fuzz-long bench bench-here profile profile-here sandbox
+	load fuzz-long bench bench-here profile profile-here sandbox chaos chaos-here
 
 all: res_memcached.so $(PROMETHEUS_MODULE)
 
@@ -80,12 +82,32 @@ uninstall:
 # --- tests, run where Asterisk, memcached and python3 are (the sandbox) ---
 
 # cmocka's test signature takes a state most tests do not use.
-tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(HEADERS)
-	$(CC) $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE -Wno-unused-parameter -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc/core \
-		$(MEMCACHED_CFLAGS) -o $@ tests/unit/test_mcd.c $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka -pthread
+UNIT_CFLAGS := $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE -Wno-unused-parameter -fsanitize=address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer -Isrc/core $(MEMCACHED_CFLAGS)
+UNIT_PROGRAMS := tests/unit/run_unit tests/unit/run_coord tests/unit/cluster_sim
 
-unit-tests: tests/unit/run_unit
+tests/unit/run_unit: tests/unit/test_mcd.c $(CORE_SOURCES) $(HEADERS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka -pthread
+
+tests/unit/run_coord: tests/unit/test_coord.c $(CORE_SOURCES) $(HEADERS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SOURCES) $(MEMCACHED_LIBS) -lcmocka -pthread
+
+tests/unit/cluster_sim: tests/unit/cluster_sim.c $(CORE_SOURCES) $(HEADERS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SOURCES) $(MEMCACHED_LIBS) -pthread
+
+# The cluster simulation starts (and restarts) a memcached of its own on a free port. A short
+# run here; SIM= passes it options (--seed N replays a run exactly, --help lists them).
+SIM ?=
+unit-tests: $(UNIT_PROGRAMS)
 	harness/with-memcached.sh tests/unit/run_unit
+	harness/with-memcached.sh tests/unit/run_coord
+	tests/unit/cluster_sim --port $$(python3 -m harness.ports) $(SIM)
+
+# The simulation at scale: 50 Asterisk nodes, 10,000 groups, a lease of 5 s, CHAOS_ROUNDS rounds.
+CHAOS_ROUNDS ?= 10
+chaos-here: tests/unit/cluster_sim
+	tests/unit/cluster_sim --port $$(python3 -m harness.ports) --nodes 50 --groups 10000 --lease 5 \
+		--chaos-ms 8000 --quiet-ms 6000 --rounds $(CHAOS_ROUNDS) $(SIM)
 
 # TESTS narrows the run, as pytest's own arguments: TESTS="tests/asterisk/test_metrics.py -k escape".
 TESTS ?= tests/asterisk
@@ -124,7 +146,7 @@ profile-here: install
 	python3 -m bench.profile
 
 # Every suite (unit, Asterisk, a short fuzz), then one line that sums them up.
-check: tests/unit/run_unit $(FUZZERS) install
+check: $(UNIT_PROGRAMS) $(FUZZERS) install
 	tests/run-all.sh
 
 run-demo: install
@@ -154,5 +176,8 @@ profile:
 fuzz-long:
 	sandbox/run.sh fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
+chaos:
+	sandbox/run.sh chaos-here CHAOS_ROUNDS=$(CHAOS_ROUNDS) SIM="$(SIM)"
+
 clean:
-	rm -f res_memcached.so res_memcached_prometheus.so tests/unit/run_unit $(FUZZERS) bench/raw
+	rm -f res_memcached.so res_memcached_prometheus.so $(UNIT_PROGRAMS) $(FUZZERS) bench/raw

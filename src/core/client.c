@@ -196,7 +196,6 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 	client->stats = stats;
 	client->notice = notice;
 	client->prefix_len = strlen(settings->prefix);
-	pthread_mutex_init(&client->ordered_lock, NULL);
 	for (unsigned int i = 0; i < MCD_MAX_SERVERS; i++) {
 		atomic_store(&client->health[i].probe_due, true);
 	}
@@ -248,8 +247,7 @@ struct mcd_client *mcd_client_create(const struct mcd_settings *settings, struct
 	}
 	/* Fire-and-forget writes: their connections never read, so nothing else may use them. */
 	if (!settings->username[0] && !settings->replicas
-		&& (make_pool(&client->noreply, text_copy(master, true), settings->pool_size)
-		|| !(client->ordered = text_copy(master, true)))) {
+		&& make_pool(&client->noreply, text_copy(master, true), settings->pool_size)) {
 		snprintf(err, errlen, "cannot create the noreply connection pool");
 		goto failed;
 	}
@@ -269,10 +267,6 @@ void mcd_client_destroy(struct mcd_client *client)
 		return;
 	}
 	mcd_prober_stop(client);
-	if (client->ordered) {
-		memcached_free(client->ordered);
-	}
-	pthread_mutex_destroy(&client->ordered_lock);
 	destroy_pool(&client->counters, false);
 	destroy_pool(&client->noreply, false);
 	destroy_pool(&client->main, client->settings.username[0]);

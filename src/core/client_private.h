@@ -72,11 +72,6 @@ struct mcd_client {
 	struct mcd_pool main;        /* every call but the two below */
 	struct mcd_pool counters;    /* counter steps in the text protocol, when main talks binary */
 	struct mcd_pool noreply;     /* fire-and-forget writes (see mcd_client_has_noreply) */
-	/* One noreply connection whose writes must reach the server in the order they were
-	 * made (coordination's published counts); NULL where noreply is not offered. */
-	memcached_st *ordered;
-	pthread_mutex_t ordered_lock;
-	struct mcd_handle_slot ordered_slot; /* under ordered_lock */
 	/* Bumped when a server dropped connections (restart, reset) or came back from a rest:
 	 * a pooled handle that last reconnected before closes its connections before use, so
 	 * that no call is sent on a socket the server closed. */

@@ -1,9 +1,10 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * coord: a node's coordination state (its members per group, its locks), the
- * keys of a group, and how the node publishes what it knows. Groups are in
- * groups.c, locks in locks.c; the design is in coord.h and the README.
+ * coord: a node's coordination state (its incarnation, its members per group,
+ * its locks), the keys of a group and the steps of its counters. Groups are in
+ * groups.c, the registry of incarnations in registry.c, the tick in tick.c,
+ * locks in locks.c; the design is in coord.h and the README.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "coord_private.h"
 #include "util.h"
@@ -24,6 +27,23 @@ bool mcd_coord_name_valid(const char *name, bool colon_allowed)
 	return len <= MCD_NAME_MAX && mcd_is_token(name, len) && (colon_allowed || !strchr(name, ':'));
 }
 
+bool mcd_coord_supported(const struct mcd_client *client)
+{
+	/* Where libmemcached moves keys away from a failed server, the client leaves health to it. */
+	return mcd_tracks_health(client);
+}
+
+void mcd_coord_new_incarnation(struct mcd_coord *coord)
+{
+	uint64_t id = 0;
+
+	/* Random, so that no restart, clone or second Asterisk with the same node id meets it. */
+	if (getrandom(&id, sizeof(id), 0) != (ssize_t) sizeof(id)) {
+		id = (uint64_t) mcd_now_us() * 6364136223846793005ULL + (uint64_t) getpid() + (uint64_t) time(NULL);
+	}
+	snprintf(coord->inc, sizeof(coord->inc), "%016llx", (unsigned long long) id);
+}
+
 struct mcd_coord *mcd_coord_create(const char *node_id, long lease_s)
 {
 	struct mcd_coord *coord = calloc(1, sizeof(*coord));
@@ -32,8 +52,19 @@ struct mcd_coord *mcd_coord_create(const char *node_id, long lease_s)
 		return NULL;
 	}
 	pthread_mutex_init(&coord->lock, NULL);
+	mcd_coord_new_incarnation(coord);
 	mcd_coord_configure(coord, node_id, lease_s);
 	return coord;
+}
+
+static void free_locks(struct held_lock *l)
+{
+	while (l) {
+		struct held_lock *next = l->next;
+
+		free(l);
+		l = next;
+	}
 }
 
 void mcd_coord_destroy(struct mcd_coord *coord)
@@ -49,12 +80,9 @@ void mcd_coord_destroy(struct mcd_coord *coord)
 			free(g);
 		}
 	}
-	while (coord->locks) {
-		struct held_lock *l = coord->locks;
-
-		coord->locks = l->next;
-		free(l);
-	}
+	free_locks(coord->locks);
+	free_locks(coord->orphans);
+	free(coord->incarnations);
 	pthread_mutex_destroy(&coord->lock);
 	free(coord);
 }
@@ -74,6 +102,13 @@ void mcd_coord_node(struct mcd_coord *coord, char *buf, size_t len)
 	pthread_mutex_unlock(&coord->lock);
 }
 
+void mcd_coord_self(struct mcd_coord *coord, char *self, size_t len)
+{
+	pthread_mutex_lock(&coord->lock);
+	snprintf(self, len, "%s/%s", coord->node, coord->inc);
+	pthread_mutex_unlock(&coord->lock);
+}
+
 long mcd_coord_lease(struct mcd_coord *coord)
 {
 	long lease_s;
@@ -82,6 +117,21 @@ long mcd_coord_lease(struct mcd_coord *coord)
 	lease_s = coord->lease_s;
 	pthread_mutex_unlock(&coord->lock);
 	return lease_s;
+}
+
+char *mcd_coord_incarnations(struct mcd_coord *coord)
+{
+	char *list;
+
+	pthread_mutex_lock(&coord->lock);
+	/* The tick's list names this incarnation once registered; before that, only it is known. */
+	if (coord->incarnations && mcd_listed(coord->incarnations, coord->inc)) {
+		list = strdup(coord->incarnations);
+	} else if ((list = malloc(strlen(coord->incarnations ? coord->incarnations : "") + MCD_INC_LEN + 2))) {
+		sprintf(list, "%s %s", coord->incarnations ? coord->incarnations : "", coord->inc);
+	}
+	pthread_mutex_unlock(&coord->lock);
+	return list;
 }
 
 /* FNV-1a of "category:group": the bucket of a group in this node's table. */
@@ -115,6 +165,7 @@ struct local_group *mcd_local_group(struct mcd_coord *coord, const char *categor
 	}
 	snprintf(g->category, sizeof(g->category), "%s", category);
 	snprintf(g->group, sizeof(g->group), "%s", group);
+	g->empty_since = mcd_monotonic_s();
 	g->next = coord->groups[b];
 	coord->groups[b] = g;
 	return g;
@@ -133,6 +184,27 @@ void mcd_local_forget(struct mcd_coord *coord, const char *category, const char 
 	}
 }
 
+void mcd_local_each(struct mcd_coord *coord, void (*visit)(struct local_group *g, void *arg), void *arg)
+{
+	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
+		for (struct local_group *g = coord->groups[b]; g; g = g->next) {
+			visit(g, arg);
+		}
+	}
+}
+
+void mcd_local_suspect(struct mcd_coord *coord, const char *category, const char *group)
+{
+	struct local_group *g;
+
+	pthread_mutex_lock(&coord->lock);
+	if ((g = mcd_local_group(coord, category, group, true))) {
+		g->suspect_until = mcd_monotonic_s() + 2 * coord->lease_s;
+		g->has_reading = false;
+	}
+	pthread_mutex_unlock(&coord->lock);
+}
+
 long mcd_group_local(struct mcd_coord *coord, const char *category, const char *group)
 {
 	struct local_group *g;
@@ -145,16 +217,17 @@ long mcd_group_local(struct mcd_coord *coord, const char *category, const char *
 	return members;
 }
 
+static void add_members(struct local_group *g, void *arg)
+{
+	*(long *) arg += g->members;
+}
+
 void mcd_coord_totals(struct mcd_coord *coord, long *members, long *locks)
 {
 	*members = 0;
 	*locks = 0;
 	pthread_mutex_lock(&coord->lock);
-	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
-		for (struct local_group *g = coord->groups[b]; g; g = g->next) {
-			*members += g->members;
-		}
-	}
+	mcd_local_each(coord, add_members, members);
 	for (struct held_lock *l = coord->locks; l; l = l->next) {
 		(*locks)++;
 	}
@@ -162,131 +235,59 @@ void mcd_coord_totals(struct mcd_coord *coord, long *members, long *locks)
 }
 
 mcd_rc mcd_group_key(const struct mcd_client *client, const char *category, const char *group,
-	const char *suffix, char out[MCD_KEY_MAX + 1], size_t *len)
+	const char *inc, char out[MCD_KEY_MAX + 1], size_t *len)
 {
-	char key[3 * MCD_NAME_MAX + 16];
+	char key[2 * MCD_NAME_MAX + MCD_INC_LEN + 8];
 
 	if (!group[0]) {
 		return MCD_ARGUMENT_NEEDED;
 	}
-	/* No ':' in either: the keys of two groups, or of a group and a node's count, never meet. */
+	/* No ':' in either: the keys of two groups, or of a group and a count, never meet. */
 	if (!mcd_coord_name_valid(category, false) || !mcd_coord_name_valid(group, false)) {
 		return strlen(category) > MCD_NAME_MAX || strlen(group) > MCD_NAME_MAX ? MCD_KEY_TOO_LONG
 			: MEMCACHED_BAD_KEY_PROVIDED;
 	}
-	snprintf(key, sizeof(key), "group:%s:%s%s%s", category, group, suffix ? ":" : "",
-		suffix ? suffix : "");
+	snprintf(key, sizeof(key), "g:%s:%s%s%s", category, group, inc ? ":" : "", inc ? inc : "");
 	return mcd_client_own_key(client, key, out, len);
 }
 
-mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *coord, const char *category,
-	const char *group, long members, struct mcd_publication *p)
+mcd_rc mcd_group_keys(const struct mcd_client *client, const char *category, const char *group,
+	const char *inc, struct group_keys *k)
 {
-	mcd_rc rc = mcd_group_key(client, category, group, NULL, p->master, &p->master_len);
+	mcd_rc rc = mcd_group_key(client, category, group, NULL, k->master, &k->master_len);
 
-	if (rc == MEMCACHED_SUCCESS) {
-		rc = mcd_group_key(client, category, group, coord->node, p->key, &p->key_len);
-	}
-	mcd_publication_count(p, members);
-	/* The count lives half a lease: renewed every quarter, it survives one missed tick. */
-	p->ttl = (time_t) (coord->lease_s / 2);
-	p->step_down = false;
-	return rc;
+	return rc == MEMCACHED_SUCCESS ? mcd_group_key(client, category, group, inc, k->count, &k->count_len) : rc;
 }
 
-void mcd_publication_count(struct mcd_publication *p, long members)
+int64_t mcd_offset_value(const char *text, size_t len)
 {
-	p->value_len = (size_t) snprintf(p->value, sizeof(p->value), "%ld", members);
+	return (int64_t) (mcd_uint64_of(text, len) - MCD_GROUP_OFFSET);
 }
 
-/* One publication on the ordered connection (its lock held), skipped while the group's server
- * rests: a dead server would otherwise cost each write a connect_timeout. */
-static mcd_rc send_ordered(struct mcd_client *client, const struct mcd_publication *p)
+mcd_rc mcd_step(memcached_st *memc, const char *master, size_t master_len, const char *key, size_t key_len,
+	int64_t delta, uint64_t *value)
 {
-	const uint32_t server = mcd_tracks_health(client)
-		? memcached_generate_hash(client->ordered, p->master, p->master_len) : MCD_NO_SERVER;
+	const uint64_t step = (uint64_t) (delta < 0 ? -delta : delta);
+
+	*value = 0;
+	return delta < 0 ? memcached_decrement_by_key(memc, master, master_len, key, key_len, step, value)
+		: memcached_increment_by_key(memc, master, master_len, key, key_len, step, value);
+}
+
+mcd_rc mcd_step_noreply(memcached_st *memc, const char *master, size_t master_len, const char *key,
+	size_t key_len, int64_t delta)
+{
 	uint64_t ignored;
 	mcd_rc rc;
 
-	if (mcd_server_resting(client, server)) {
-		return MEMCACHED_SERVER_TEMPORARILY_DISABLED;
+	/* Waited for in binary (SASL): libmemcached's quiet counter steps are not trusted there. */
+	if (memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL)) {
+		rc = mcd_step(memc, master, master_len, key, key_len, delta, &ignored);
+		return rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
 	}
-	rc = memcached_set_by_key(client->ordered, p->master, p->master_len, p->key, p->key_len, p->value,
-		p->value_len, p->ttl, 0);
-	if (memcached_success(rc) && p->step_down) {
-		rc = memcached_decrement_by_key(client->ordered, p->master, p->master_len, p->master,
-			p->master_len, 1, &ignored);
-	}
-	/* Nothing comes back from these writes: only a failure to send says something. */
-	if (mcd_rc_outcome(rc) == MCD_OUTCOME_FAULT) {
-		mcd_note_server(client, server, rc);
-	}
-	return mcd_sent(memcached_success(rc) ? MEMCACHED_SUCCESS : rc);
-}
-
-static mcd_rc send_confirmed(struct mcd_client *client, const struct mcd_publication *p)
-{
-	struct mcd_call call = { .key_len = p->master_len };
-	mcd_rc rc;
-
-	memcpy(call.key, p->master, p->master_len + 1);
-	if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
-		return rc;
-	}
-	return mcd_call_end(client, &call, memcached_set_by_key(call.memc, p->master, p->master_len, p->key,
-		p->key_len, p->value, p->value_len, p->ttl, 0));
-}
-
-/* The ordered connection stayed busy: each count goes on a connection of its own, waited
- * for (a count left for the next tick would read as a gap to heal), then a leave's step of
- * the counter. Another publication may overtake one of these: the next tick sets it right. */
-static mcd_rc publish_confirmed(struct mcd_client *client, const struct mcd_publication *p, size_t count)
-{
-	mcd_rc rc = MEMCACHED_SUCCESS;
-
-	for (size_t i = 0; i < count; i++) {
-		struct mcd_call call = { .key_len = p[i].master_len };
-		uint64_t ignored;
-
-		rc = send_confirmed(client, &p[i]);
-		if (!p[i].step_down) {
-			continue;
-		}
-		memcpy(call.key, p[i].master, p[i].master_len + 1);
-		if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) == MEMCACHED_SUCCESS) {
-			rc = mcd_call_end(client, &call, mcd_counter_step(call.memc, call.key, call.key_len, call.key,
-				call.key_len, -1, 0, &ignored));
-		}
-	}
-	return rc;
-}
-
-mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
-	const struct mcd_publication *p, size_t count)
-{
-	mcd_rc rc = MEMCACHED_SUCCESS;
-
-	if (client->ordered) {
-		/* Taken before coord->lock goes: the next count of this node waits its turn, but
-		 * not past one timeout (a hung server can fill the connection's buffer). */
-		struct timespec deadline = mcd_monotonic_after_ms(client->settings.timeout_ms);
-
-		if (pthread_mutex_clocklock(&client->ordered_lock, CLOCK_MONOTONIC, &deadline)) {
-			pthread_mutex_unlock(&coord->lock);
-			return publish_confirmed(client, p, count);
-		}
-		pthread_mutex_unlock(&coord->lock);
-		mcd_reconnect_if_stale(client, client->ordered, &client->ordered_slot);
-		for (size_t i = 0; i < count; i++) {
-			rc = send_ordered(client, &p[i]);
-		}
-		client->ordered_slot.last_used_us = mcd_now_us();
-		pthread_mutex_unlock(&client->ordered_lock);
-	} else {
-		pthread_mutex_unlock(&coord->lock);
-		for (size_t i = 0; i < count; i++) {
-			rc = send_confirmed(client, &p[i]);
-		}
-	}
+	/* Sent, not waited for; the next request on memc follows it on the same connection. */
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+	rc = mcd_step(memc, master, master_len, key, key_len, delta, &ignored);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NOREPLY, 0);
 	return rc;
 }

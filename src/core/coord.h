@@ -2,25 +2,26 @@
  * res_memcached -- memcached access for the Asterisk dialplan
  *
  * coord: coordination between Asterisk servers that share memcached: call
- * groups counted across the cluster, that heal themselves when a server
- * dies or memcached forgets, and locks that only their owner releases.
+ * groups counted across the cluster, and locks that only their owner
+ * releases. The whole design, with its bounds, is in the README ("Groups and
+ * locks across Asterisk servers"); in short:
  *
- * Each Asterisk (a node, named by node_id) has one mcd_coord: the members it
- * has in each group, and the locks it holds. It outlives client swaps on
- * reload; every operation takes the client to talk through.
- *
- * In memcached, per group (all of a group's keys on one server):
- *   mcdgroup:CATEGORY:GROUP          the admission counter: joins incr it, leaves
- *                                    decr it, a join over the limit takes its step back
- *   mcdgroup:CATEGORY:GROUP:NODE     what NODE knows for sure: its own members, written
- *                                    at each change and every lease/4, expiring after lease/2
- *   mcdgroupfix:CATEGORY:GROUP       a short lock: one node at a time corrects the counter
- * and for the cluster (registry.c): mcdnodes and mcdgroups, the node ids and groups in use,
- * and mcdnode:NODE, each node's heartbeat, without which a node leaves mcdnodes.
- * mcd_coord_tick, off the call path every lease/4, compares the counter with the
- * sum of the published counts; a gap seen twice in a row (a dead node's members,
- * a counter memcached lost) is corrected with one incr or decr, which commutes
- * with the joins and leaves under way.
+ * Each Asterisk (a node, named by node_id) runs as an incarnation: a random id
+ * drawn when it starts (or when the cluster retired it while it stalled). In
+ * memcached, under the module's own prefix:
+ *   g:CATEGORY:GROUP            the admission counter, kept at MCD_GROUP_OFFSET + members
+ *                               (never near memcached's floor of 0, so no step is lost)
+ *   g:CATEGORY:GROUP:INC        what incarnation INC has put into that counter, also
+ *                               offset; stepped with it, on the same connection, first
+ *   nodes                       the incarnations ("NODE/INC", or "NODE/INC!BY" while BY
+ *                               retires it), on the registry's server with:
+ *   hb:INC                      INC's heartbeat, living one lease
+ *   ix:INC:N                    INC's groups, in 32 shards: listed before its first join
+ * A node that misses its heartbeat is retired by the one survivor that wins the swap
+ * of its entry in nodes: it takes each of its counts away from the counters, once
+ * (each count is swapped to a tombstone first). A counter memcached lost is rebuilt
+ * from the counts. Nothing else ever corrects a counter, except after a failure this
+ * node saw (a lost reply, a rebuild), and then only on two equal quiet readings.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -38,21 +39,25 @@
 /* A lock's owner token: node, a label of the holder, and a number unique in this node. */
 #define MCD_TOKEN_MAX 200
 
+/* Counters and counts sit this far above 0: memcached's decr stops at 0. */
+#define MCD_GROUP_OFFSET 1000000000ULL
+
 struct mcd_coord;
 
-/*! A node's coordination state, named node_id (one word), whose published counts live
- * lease_s seconds (see mcd_coord_tick). NULL when out of memory. */
+/*! A node's coordination state, named node_id (one word), with a lease of lease_s seconds
+ * (at least 2). NULL when out of memory. */
 struct mcd_coord *mcd_coord_create(const char *node_id, long lease_s);
 
-/*! Free it; its members and locks are left to expire in memcached. */
+/*! Free it, sending nothing: its members stay counted until the cluster retires it (as after
+ * a crash). */
 void mcd_coord_destroy(struct mcd_coord *coord);
 
-/*! Rename the node and set its lease (on reload): later publications use them, the old
- * ones expire. */
+/*! Rename the node and set its lease (on reload); the next tick lists the new name. */
 void mcd_coord_configure(struct mcd_coord *coord, const char *node_id, long lease_s);
 
-/*! The node's name, copied into buf (a reload may rename it meanwhile). */
+/*! The node's name, copied into buf, and its incarnation "NODE/INC" into self (when not NULL). */
 void mcd_coord_node(struct mcd_coord *coord, char *buf, size_t len);
+void mcd_coord_self(struct mcd_coord *coord, char *self, size_t len);
 
 /*! The node's group_lease, in seconds. */
 long mcd_coord_lease(struct mcd_coord *coord);
@@ -61,9 +66,14 @@ long mcd_coord_lease(struct mcd_coord *coord);
  * (no ':': it separates them in keys and lists). */
 bool mcd_coord_name_valid(const char *name, bool colon_allowed);
 
+/*! Whether groups and locks can run on client: not where a key may move to another server
+ * (remove_failed_servers, replicas), which would split a counter or a lock in two. */
+bool mcd_coord_supported(const struct mcd_client *client);
+
 /*!
  * Put one member in group (of category, "" for none), unless limit (> 0) members are in it
- * already across the cluster: then MCD_GROUP_FULL and nothing changes. One round trip.
+ * already across the cluster: then MCD_GROUP_FULL and nothing changes. One round trip (two
+ * the first time this incarnation uses the group: it lists it first).
  */
 mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, uint64_t limit);
@@ -72,8 +82,7 @@ mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const 
 mcd_rc mcd_group_leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group);
 
-/*! The same without waiting for memcached's answer where noreply is offered (MCD_SENT): for
- * channels that end, whose leave nobody waits to see. */
+/*! The same without waiting for memcached's answer (MCD_SENT): for channels that end. */
 mcd_rc mcd_group_leave_noreply(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group);
 
@@ -90,13 +99,18 @@ struct mcd_group_report {
 	char group[MCD_NAME_MAX + 1];
 	long here;                   /* this node's members */
 	long cluster;                /* the counter, or -1 when it could not be read */
-	long published;              /* the sum of the nodes' published counts, or -1 */
+	long published;              /* the sum of the incarnations' counts, or -1 */
 };
 
-/*! Report every group in use in the cluster (read now: a round trip per group) through
- * each, up to max groups. Returns how many were reported. */
+/*! Report every group some listed incarnation uses, with members anywhere, through each, up
+ * to max groups (read now: a round trip per group). Returns how many were reported. */
 unsigned int mcd_coord_groups(struct mcd_client *client, struct mcd_coord *coord,
 	void (*each)(const struct mcd_group_report *report, void *arg), void *arg, unsigned int max);
+
+/*! Set group's counter to the sum of the counts of the incarnations listed now (an operator's repair
+ * for what the design does not cover); *before and *after are its members. */
+mcd_rc mcd_group_reset(struct mcd_client *client, const char *category,
+	const char *group, long *before, long *after);
 
 /*!
  * Take lock name for ttl seconds, for holder (a label, e.g. the channel's name), waiting up
@@ -105,6 +119,9 @@ unsigned int mcd_coord_groups(struct mcd_client *client, struct mcd_coord *coord
  */
 mcd_rc mcd_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
 	long wait_ms, const char *holder, char *token);
+
+/*! Whether token still holds lock name in memcached (MCD_SUCCESS), or not (MCD_NOT_LOCKED). */
+mcd_rc mcd_lock_check(struct mcd_client *client, const char *name, const char *token);
 
 /*! Release lock name if token still owns it: MCD_NOT_LOCKED when it expired or another took it. */
 mcd_rc mcd_unlock(struct mcd_client *client, struct mcd_coord *coord, const char *name,
@@ -125,12 +142,21 @@ unsigned int mcd_coord_locks(struct mcd_coord *coord,
 /*! How many members this node has in all groups, and how many locks it holds. */
 void mcd_coord_totals(struct mcd_coord *coord, long *members, long *locks);
 
+/* What one tick did, for the log. */
+struct mcd_tick_report {
+	unsigned int retired;        /* incarnations whose counts it took away (all done) */
+	unsigned int corrected;      /* counters or counts it stepped after a failure it saw */
+	unsigned int rebuilt;        /* counters it rebuilt (memcached lost them) */
+	bool reincarnated;           /* the cluster had retired this node: it counts again anew */
+	char duplicate[MCD_NAME_MAX + 1]; /* a node id two live incarnations share, else "" */
+	bool registry_failed;        /* the registry could not be read: nobody was retired */
+};
+
 /*!
- * The work off the call path, every lease/4 seconds: publish this node's counts (expiring
- * after lease/2), register the node and its groups, and correct each group's counter where
- * it stayed away from the published truth for two ticks. Returns how many counters it
- * corrected.
+ * The work off the call path, every lease/4 seconds (mcd_coord_tick_due): the heartbeat,
+ * this node's entry and counts as memcached holds them, the retirement of dead incarnations
+ * (at most about a quarter lease of it per tick), repairs after failures, locks to release.
  */
-unsigned int mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord);
+void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct mcd_tick_report *report);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * coord_private: what coord.c, groups.c, registry.c and locks.c share: a
- * node's state, the keys of a group, publishing this node's count, and the
- * cluster's registry of nodes and groups.
+ * coord_private: what the coordination units share: a node's state (coord.c),
+ * the keys of a group, counter steps (groups.c), the registry of incarnations
+ * (registry.c), the tick (tick.c) and locks (locks.c).
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -17,20 +17,29 @@
 #include "client_private.h"
 #include "coord.h"
 
-#define MCD_COORD_BUCKETS 256
+#define MCD_COORD_BUCKETS 1024
+/* An incarnation id: 16 hex digits. */
+#define MCD_INC_LEN 16
+/* "NODE/INC", and "NODE/INC!INC" while it is retired. */
+#define MCD_ENTRY_MAX (MCD_NAME_MAX + 2 * MCD_INC_LEN + 3)
+/* The shards of an incarnation's list of groups. */
+#define MCD_INDEX_SHARDS 32
+/* Room for one registry value as read back (a longer one is an error, never cut short). */
+#define MCD_REGISTRY_MAX (512 * 1024)
 
-/* One group this node has had members in, or has seen in the cluster's list. */
+/* One group this node uses. */
 struct local_group {
 	struct local_group *next;
 	char category[MCD_NAME_MAX + 1];
 	char group[MCD_NAME_MAX + 1];
-	long members;                /* this node's members now */
-	long gap;                    /* counter minus published sum at the last tick (0 once corrected) */
-	uint64_t counter;            /* the counter at the last tick */
-	long others;                 /* the other nodes' published sum at the last tick */
-	unsigned long seen_tick;     /* the last tick that reconciled it: a group listed twice is not
-	                              * reconciled twice in one tick */
-	unsigned int empty_ticks;    /* ticks in a row it was empty everywhere */
+	long members;                /* this node's members, counted */
+	long pending;                /* joins and leaves on the wire */
+	bool indexed;                /* listed in this incarnation's index */
+	long empty_since;            /* monotonic second members fell to 0 */
+	long suspect_until;          /* after a failure seen here: repaired (tick.c) until then, and settled */
+	int64_t last_gap;            /* the counter minus the counts at the last repair's reading */
+	int64_t last_own_gap;        /* this node's count minus its members then (0: not known) */
+	bool has_reading;
 };
 
 struct held_lock {
@@ -38,18 +47,27 @@ struct held_lock {
 	char name[MCD_NAME_MAX + 1];
 	char token[MCD_TOKEN_MAX];
 	char holder[MCD_TOKEN_MAX];
-	long since;                  /* monotonic second it was taken */
+	long since;                  /* monotonic second it was taken (0: an orphan to release) */
 	long ttl;
 };
 
 struct mcd_coord {
-	pthread_mutex_t lock;        /* everything below; held briefly, or for noreply writes */
+	pthread_mutex_t lock;        /* everything below; held briefly, never across the network */
 	char node[MCD_NAME_MAX + 1];
+	char inc[MCD_INC_LEN + 1];
 	long lease_s;
 	struct local_group *groups[MCD_COORD_BUCKETS];
 	struct held_lock *locks;
+	struct held_lock *orphans;   /* locks an add may have taken whose answer was lost */
 	unsigned long next_token;
-	unsigned long ticks;         /* ticks run so far */
+	bool listed;                 /* this incarnation was put in the registry's list */
+	bool reindex;                /* memcached lost the list: the index goes back too */
+	/* The client, and its connections' epoch, at the last tick: where either changed since,
+	 * memcached may have restarted and lost this node's keys, and joins check their count. */
+	const struct mcd_client *tick_client;
+	unsigned int tick_epoch;
+	char *incarnations;          /* the incarnation ids listed at the last tick, space-separated */
+	long duplicate_since;        /* monotonic second two live incarnations shared our node id */
 };
 
 /*! The entry of group (coord locked), made if create and missing; NULL if not there. */
@@ -59,69 +77,115 @@ struct local_group *mcd_local_group(struct mcd_coord *coord, const char *categor
 /*! Forget group's entry (coord locked). */
 void mcd_local_forget(struct mcd_coord *coord, const char *category, const char *group);
 
+/*! Call visit on every group (coord locked). */
+void mcd_local_each(struct mcd_coord *coord, void (*visit)(struct local_group *g, void *arg), void *arg);
+
+/*! Mark group as seen failing here: its counts are repaired on quiet readings for two leases. */
+void mcd_local_suspect(struct mcd_coord *coord, const char *category, const char *group);
+
+/*! A new incarnation id for coord (coord locked). */
+void mcd_coord_new_incarnation(struct mcd_coord *coord);
+
 /*!
- * The key "mcdgroup:CATEGORY:GROUP[:SUFFIX]" with the prefix into out. The counter's (no
- * suffix) is also the master key that puts all of a group's keys on one server.
+ * The key "g:CATEGORY:GROUP[:INC]" with the prefix into out. The counter's (no inc) is also
+ * the master key that puts all of a group's keys on one server.
  */
 mcd_rc mcd_group_key(const struct mcd_client *client, const char *category, const char *group,
-	const char *suffix, char out[MCD_KEY_MAX + 1], size_t *len);
+	const char *inc, char out[MCD_KEY_MAX + 1], size_t *len);
 
-/* What this node publishes of one group: its count, and where a hangup wants it, the
- * counter's step down, sent in the same order on the same connection. */
-struct mcd_publication {
+/* A group's counter key (the master) and one incarnation's count key. */
+struct group_keys {
 	char master[MCD_KEY_MAX + 1];
 	size_t master_len;
-	char key[MCD_KEY_MAX + 1];
-	size_t key_len;
-	char value[24];
-	size_t value_len;
-	time_t ttl;
-	bool step_down;
+	char count[MCD_KEY_MAX + 1];
+	size_t count_len;
 };
 
-/*! Prepare the publication of this node's members of group (coord locked): its keys, which it
- * checks as mcd_group_key does, and its count. */
-mcd_rc mcd_publication(const struct mcd_client *client, const struct mcd_coord *coord, const char *category,
-	const char *group, long members, struct mcd_publication *p);
+mcd_rc mcd_group_keys(const struct mcd_client *client, const char *category, const char *group,
+	const char *inc, struct group_keys *k);
 
-/*! Set the count of a prepared publication (its keys stay). */
-void mcd_publication_count(struct mcd_publication *p, long members);
+/*! The value of a counter or count as read (offset), signed. */
+int64_t mcd_offset_value(const char *text, size_t len);
 
-/*!
- * Release coord->lock (which the caller holds) and send the count publications, no network wait
- * under it. Where noreply is offered they go without waiting, on one connection taken before
- * coord->lock is let go, so that this node's counts reach memcached in the order they were
- * made; else each is confirmed. Returns the last send's result (MCD_SENT without waiting).
- */
-mcd_rc mcd_publish_unlock(struct mcd_client *client, struct mcd_coord *coord,
-	const struct mcd_publication *p, size_t count);
+/*! Step key (placed by master) by delta on memc, creating nothing; *value its new value. */
+mcd_rc mcd_step(memcached_st *memc, const char *master, size_t master_len, const char *key, size_t key_len,
+	int64_t delta, uint64_t *value);
 
-/* --- the cluster's registry (registry.c) --- */
+/*! The same, not waited for (memc's answers are turned off for it). */
+mcd_rc mcd_step_noreply(memcached_st *memc, const char *master, size_t master_len, const char *key,
+	size_t key_len, int64_t delta);
 
-/* Room for one list of the registry as read back: a longer one is an error, never cut short. */
-#define MCD_REGISTRY_MAX (256 * 1024)
-
-/* The registry as one tick read it: the lists and their versions (0 when missing). */
-struct mcd_registry {
-	char *nodes;                 /* mcdnodes: node ids, space-separated */
-	char *groups;                /* mcdgroups: "category:group" entries, space-separated */
-	uint64_t nodes_cas;
-	uint64_t groups_cas;
+/* A group read whole: its counter and the counts of the incarnations. */
+struct mcd_group_reading {
+	const char *own_inc;         /* in: the incarnation whose count goes to own, or NULL */
+	int64_t counter;             /* the counter's members, INT64_MIN when missing */
+	int64_t sum;                 /* the counts' members (tombstones count 0) */
+	int64_t own;                 /* own_inc's count, INT64_MIN when missing or a tombstone */
 };
 
-/*! Read both lists into r (free it with mcd_registry_free, whatever this returns). */
-mcd_rc mcd_registry_read(struct mcd_client *client, struct mcd_registry *r);
+/*! Read group's counter and the counts of incarnations (a space-separated list of ids) on memc,
+ * with one request. */
+mcd_rc mcd_group_read(struct mcd_client *client, memcached_st *memc, const char *category, const char *group,
+	const char *incarnations, struct mcd_group_reading *reading);
 
-void mcd_registry_free(struct mcd_registry *r);
+/*! memcached lost this incarnation's count (k->count) of a group: made again with members, which
+ * go back into the counter (made again empty where it is missing too; *value its new value).
+ * MEMCACHED_NOTSTORED when the count was there: nothing changed. */
+mcd_rc mcd_group_share_again(memcached_st *memc, const struct group_keys *k, long members, uint64_t *value);
 
-/*! Write this node's heartbeat, list the node if r lacks it, and take out of mcdnodes the
- * nodes whose heartbeat has expired. */
-void mcd_registry_keep(struct mcd_client *client, struct mcd_coord *coord, const struct mcd_registry *r);
+/*! The incarnation ids listed at the last tick, with this node's own (malloc'd; NULL when
+ * out of memory). */
+char *mcd_coord_incarnations(struct mcd_coord *coord);
 
-/*! Add the words (" cat:group ...") to mcdgroups. */
-void mcd_registry_enlist_groups(struct mcd_client *client, const char *words);
+/* --- the registry (registry.c) --- */
 
-/*! Take the words (" cat:group ...") out of mcdgroups, unless it changed since r was read. */
-void mcd_registry_unlist_groups(struct mcd_client *client, const struct mcd_registry *r, const char *words);
+/*! Begin a call on the registry's server: the key of name (own namespace) into key. */
+mcd_rc mcd_registry_call(struct mcd_client *client, const char *name, struct mcd_call *call,
+	char key[MCD_KEY_MAX + 1], size_t *key_len);
+
+/*! Append words (" a b") to the registry's value name, making it where there is none. */
+mcd_rc mcd_registry_append(struct mcd_client *client, const char *name, const char *words);
+
+/*! Read the registry's value name into buf (MCD_REGISTRY_MAX) with its version (NOTFOUND: none). */
+mcd_rc mcd_registry_get(struct mcd_client *client, const char *name, char *buf, uint64_t *cas);
+
+/*! Write value as name's, unless it changed since version cas (0: whatever it is, living ttl). */
+mcd_rc mcd_registry_put(struct mcd_client *client, const char *name, const char *value, uint64_t cas,
+	time_t ttl);
+
+mcd_rc mcd_registry_delete(struct mcd_client *client, const char *name);
+
+/*! The ids of the incarnations listed now, space-separated (malloc'd; NULL when the list cannot
+ * be read). */
+char *mcd_registry_incarnations(struct mcd_client *client);
+
+/*! List group in this incarnation's index (confirmed). */
+mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *category, const char *group);
+
+/*! Take the groups (" cat:group ...") out of this incarnation's index, where nothing changed it since. */
+void mcd_index_remove(struct mcd_client *client, const char *inc, const char *words);
+
+/*! Call visit with every group ("cat:group") in the indexes of the listed incarnations. */
+mcd_rc mcd_index_each(struct mcd_client *client, const char *incarnations,
+	void (*visit)(const char *category, const char *group, void *arg), void *arg);
+
+/*! The registry's share of a tick: heartbeat, this node's entry, dead incarnations retired. */
+void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struct mcd_tick_report *report);
+
+/*! Whether memcached may have lost this node's keys since its last tick (a restart dropped
+ * connections): joins then check their count. */
+bool mcd_coord_unsure(struct mcd_coord *coord, struct mcd_client *client);
+
+/*! Put this incarnation in the registry's list with a heartbeat, unless it did already (again:
+ * whether it did or not, unless the list names it). */
+mcd_rc mcd_coord_enlist(struct mcd_client *client, struct mcd_coord *coord, bool again);
+
+/*! Count every member again under a new incarnation (the cluster retired this one). */
+void mcd_coord_reincarnate(struct mcd_client *client, struct mcd_coord *coord);
+
+/* --- locks (locks.c) --- */
+
+/*! Release the orphan locks (adds whose answer was lost) that turn out to be this node's. */
+void mcd_locks_tick(struct mcd_client *client, struct mcd_coord *coord);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * res_memcached -- memcached access for the Asterisk dialplan
  *
- * groups: joining, leaving and counting call groups across the cluster, and
- * the tick that keeps each group's counter at the truth the nodes publish.
- * The design is in coord.h and the README.
+ * groups: joining, leaving and counting call groups across the cluster, on
+ * the call path; reading a group whole (its counter and every count), and
+ * rebuilding a counter memcached lost. The design is in coord.h and the README.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -16,62 +16,280 @@
 #include "coord_private.h"
 #include "util.h"
 
-/* The most nodes whose counts are read for a group: with more, the tick corrects nothing. */
-#define MAX_NODES 64
-/* Ticks in a row a group must be empty everywhere before it leaves the list. */
-#define EMPTY_TICKS 2
+/* --- a group read whole --- */
 
-/* Step group's counter (master) by delta, confirmed, on the pool counter steps go through. */
-static mcd_rc step_counter(struct mcd_client *client, const char *master, size_t master_len, int64_t delta,
-	uint64_t *members)
+struct group_read {
+	char (*keys)[MCD_KEY_MAX + 1];
+	const char **key_ptrs;
+	size_t *lens;
+	size_t count;
+	size_t room;
+	int64_t counter;
+	int64_t sum;
+	int64_t own;
+	const struct mcd_client *client;
+	const char *category, *group;
+	size_t own_len;
+	char own_key[MCD_KEY_MAX + 1];
+};
+
+static void add_count_key(const char *inc, void *arg)
 {
-	struct mcd_call call = { .key_len = master_len };
+	struct group_read *r = arg;
+
+	if (r->count < r->room && strlen(inc) == MCD_INC_LEN
+		&& mcd_group_key(r->client, r->category, r->group, inc, r->keys[r->count], &r->lens[r->count])
+		== MEMCACHED_SUCCESS) {
+		r->key_ptrs[r->count] = r->keys[r->count];
+		r->count++;
+	}
+}
+
+static mcd_rc take_value(const memcached_result_st *result, void *arg)
+{
+	struct group_read *r = arg;
+	const char *value = memcached_result_value(result);
+	size_t len = memcached_result_length(result);
+
+	if (memcached_result_key_length(result) == r->lens[0]
+		&& !memcmp(memcached_result_key_value(result), r->keys[0], r->lens[0])) {
+		r->counter = mcd_offset_value(value, len);
+	} else if (len && value[0] == 'r') {
+		/* A count under retirement ("r" and the count): still in the counter, or just taken out. */
+		r->sum += len > 2 ? mcd_offset_value(value + 2, len - 2) : 0;
+	} else if (len) {
+		/* An empty value is a tombstone: a count its retirement took away already. */
+		r->sum += mcd_offset_value(value, len);
+		if (memcached_result_key_length(result) == r->own_len
+			&& !memcmp(memcached_result_key_value(result), r->own_key, r->own_len)) {
+			r->own = mcd_offset_value(value, len);
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+mcd_rc mcd_group_read(struct mcd_client *client, memcached_st *memc, const char *category, const char *group,
+	const char *incarnations, struct mcd_group_reading *reading)
+{
+	struct group_read r = { .counter = INT64_MIN, .own = INT64_MIN, .client = client, .category = category,
+		.group = group };
 	mcd_rc rc;
 
-	memcpy(call.key, master, master_len + 1);
-	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) != MEMCACHED_SUCCESS) {
-		return rc;
+	if (reading->own_inc && mcd_group_key(client, category, group, reading->own_inc, r.own_key, &r.own_len)
+		!= MEMCACHED_SUCCESS) {
+		r.own_len = 0;
 	}
-	return mcd_call_end(client, &call, mcd_counter_step(call.memc, master, master_len, master, master_len,
-		delta, 0, members));
+	r.room = 1 + (strlen(incarnations) + 1) / (MCD_INC_LEN + 1);
+	r.keys = malloc(r.room * sizeof(*r.keys));
+	r.key_ptrs = malloc(r.room * sizeof(*r.key_ptrs));
+	r.lens = malloc(r.room * sizeof(*r.lens));
+	if (!r.keys || !r.key_ptrs || !r.lens) {
+		rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	} else if ((rc = mcd_group_key(client, category, group, NULL, r.keys[0], &r.lens[0])) == MEMCACHED_SUCCESS) {
+		r.key_ptrs[0] = r.keys[0];
+		r.count = 1;
+		mcd_each_word(incarnations, add_count_key, &r);
+		rc = mcd_mget_each(memc, r.keys[0], r.lens[0], r.key_ptrs, r.lens, r.count, take_value, &r);
+	}
+	reading->counter = r.counter;
+	reading->sum = r.sum;
+	reading->own = r.own;
+	free(r.keys);
+	free(r.key_ptrs);
+	free(r.lens);
+	return rc;
+}
+
+mcd_rc mcd_group_share_again(memcached_st *memc, const struct group_keys *k, long members, uint64_t *value)
+{
+	char text[24];
+	mcd_rc rc;
+
+	snprintf(text, sizeof(text), "%llu", (unsigned long long) (MCD_GROUP_OFFSET + (uint64_t) members));
+	rc = memcached_add_by_key(memc, k->master, k->master_len, k->count, k->count_len, text, strlen(text), 0, 0);
+	if (rc != MEMCACHED_SUCCESS) {
+		/* Made again meanwhile (a join, a tick), or memcached away: nothing to add. */
+		return rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS ? MEMCACHED_NOTSTORED : rc;
+	}
+	/* Lost with the count, or made again since without this share: the counter takes it. */
+	snprintf(text, sizeof(text), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
+	memcached_add_by_key(memc, k->master, k->master_len, k->master, k->master_len, text, strlen(text), 0, 0);
+	return mcd_step(memc, k->master, k->master_len, k->master, k->master_len, members, value);
 }
 
 /* --- joining, leaving, counting --- */
 
+/* This node's use of group begins: its count (and the group's counter, where it is new) made
+ * and the group listed in the incarnation's index, all waited for, before anything is counted
+ * (a retirement finds what is listed). */
+static mcd_rc first_use(struct mcd_client *client, const char *inc, const char *category, const char *group,
+	const struct group_keys *k)
+{
+	struct mcd_call call = { .key_len = k->master_len };
+	char zero[24];
+	mcd_rc rc;
+
+	memcpy(call.key, k->master, k->master_len + 1);
+	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
+	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	/* The counter too, for a group new to the cluster: racing first joins then all step it. */
+	rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->count, k->count_len, zero, strlen(zero),
+		0, 0);
+	if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
+		rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->master, k->master_len, zero,
+			strlen(zero), 0, 0);
+	}
+	rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS
+		? MEMCACHED_SUCCESS : rc);
+	return rc == MEMCACHED_SUCCESS ? mcd_index_add(client, inc, category, group) : rc;
+}
+
+/* One join under way, on the connection of its group's server. */
+struct joining {
+	struct mcd_client *client;
+	struct mcd_coord *coord;
+	memcached_st *memc;
+	const char *category, *group, *inc;
+	struct group_keys k;
+	uint64_t limit;
+};
+
+/* Step the counter, then the count, by delta, without waiting (a leave's order). */
+static void step_back(const struct joining *j, int64_t delta)
+{
+	mcd_step_noreply(j->memc, j->k.master, j->k.master_len, j->k.master, j->k.master_len, delta);
+	mcd_step_noreply(j->memc, j->k.master, j->k.master_len, j->k.count, j->k.count_len, delta);
+}
+
+/* A join found the count or the counter missing: memcached lost them. Where it lost this node's
+ * count, the share goes back with this join, and the node is listed again with the group (the
+ * registry likely went too) before the join counts; else the counter alone was lost (evicted):
+ * made again empty with this join, and the group repaired as suspect. *value: the counter. */
+static mcd_rc recover(const struct joining *j, uint64_t *value)
+{
+	const struct group_keys *k = &j->k;
+	struct local_group *g;
+	char zero[24];
+	long members;
+	mcd_rc rc;
+
+	pthread_mutex_lock(&j->coord->lock);
+	members = (g = mcd_local_group(j->coord, j->category, j->group, false)) ? g->members : 0;
+	pthread_mutex_unlock(&j->coord->lock);
+	if ((rc = mcd_group_share_again(j->memc, k, members + 1, value)) == MEMCACHED_SUCCESS
+		&& ((rc = mcd_coord_enlist(j->client, j->coord, true)) != MEMCACHED_SUCCESS
+		|| (rc = mcd_index_add(j->client, j->inc, j->category, j->group)) != MEMCACHED_SUCCESS)) {
+		/* Not where a retirement would look: this join goes, the rest is listed by the tick. */
+		step_back(j, -1);
+		pthread_mutex_lock(&j->coord->lock);
+		j->coord->reindex = true;
+		pthread_mutex_unlock(&j->coord->lock);
+	}
+	if (rc != MEMCACHED_NOTSTORED) {
+		return rc;
+	}
+	mcd_local_suspect(j->coord, j->category, j->group);
+	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
+	memcached_add_by_key(j->memc, k->master, k->master_len, k->master, k->master_len, zero, strlen(zero), 0, 0);
+	return mcd_step(j->memc, k->master, k->master_len, k->master, k->master_len, 1, value);
+}
+
+/* The count, then the counter, on one connection: memcached applies them in that order. Where
+ * memcached may have restarted since the last tick (unsure), the count's step is waited for: a
+ * count it lost goes back at once. */
+static mcd_rc admit(const struct joining *j, bool unsure)
+{
+	const struct group_keys *k = &j->k;
+	uint64_t value;
+	int64_t members;
+	mcd_rc rc = unsure ? mcd_step(j->memc, k->master, k->master_len, k->count, k->count_len, 1, &value)
+		: mcd_step_noreply(j->memc, k->master, k->master_len, k->count, k->count_len, 1);
+
+	if (rc == MEMCACHED_SUCCESS) {
+		rc = mcd_step(j->memc, k->master, k->master_len, k->master, k->master_len, 1, &value);
+	}
+	if (rc == MEMCACHED_NOTFOUND) {
+		/* The count or the counter is gone: recover tells which. */
+		rc = recover(j, &value);
+	} else if (rc != MEMCACHED_SUCCESS) {
+		/* Counted or not, nobody knows: the count goes back, the tick settles the rest. */
+		mcd_step_noreply(j->memc, k->master, k->master_len, k->count, k->count_len, -1);
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		mcd_local_suspect(j->coord, j->category, j->group);
+		return rc;
+	}
+	members = (int64_t) (value - MCD_GROUP_OFFSET);
+	if (j->limit && members > (int64_t) j->limit) {
+		/* The counter decides: of racing joins, those past the limit step back (counter first,
+		 * as a leave: a reading never sees the counter above the counts). */
+		step_back(j, -1);
+		return MCD_GROUP_FULL;
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+static mcd_rc count_in(struct joining *j, bool first, bool *listed)
+{
+	struct mcd_call call = { .key_len = j->k.master_len };
+	mcd_rc rc;
+
+	/* The incarnation in the registry, then the group in its index, before anything is
+	 * counted: a crash right after is retired like any other. */
+	if (first) {
+		if ((rc = mcd_coord_enlist(j->client, j->coord, false)) != MEMCACHED_SUCCESS
+			|| (rc = first_use(j->client, j->inc, j->category, j->group, &j->k)) != MEMCACHED_SUCCESS) {
+			return rc;
+		}
+		*listed = true;
+	}
+	memcpy(call.key, j->k.master, j->k.master_len + 1);
+	if ((rc = mcd_call_begin(j->client, mcd_counter_pool(j->client), &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	j->memc = call.memc;
+	return mcd_call_end(j->client, &call, admit(j, mcd_coord_unsure(j->coord, j->client)));
+}
+
 static mcd_rc join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, uint64_t limit)
 {
-	struct mcd_publication p;
+	char inc[MCD_INC_LEN + 1];
+	struct joining j = { .client = client, .coord = coord, .category = category, .group = group, .inc = inc,
+		.limit = limit };
 	struct local_group *g;
-	uint64_t members = 0, ignored;
+	bool first, listed = false;
 	mcd_rc rc;
 
-	/* Prepared first: it checks every key of the group, this node's count included. */
+	if (!mcd_coord_supported(client)) {
+		return MEMCACHED_NOT_SUPPORTED;
+	}
 	pthread_mutex_lock(&coord->lock);
-	rc = mcd_publication(client, coord, category, group, 0, &p);
-	pthread_mutex_unlock(&coord->lock);
+	snprintf(inc, sizeof(inc), "%s", coord->inc);
+	if ((rc = mcd_group_keys(client, category, group, inc, &j.k)) == MEMCACHED_SUCCESS
+		&& !(g = mcd_local_group(coord, category, group, true))) {
+		rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	}
 	if (rc != MEMCACHED_SUCCESS) {
-		return rc;
-	}
-	/* The counter decides: racing joins get distinct values, those past the limit step back. */
-	if ((rc = step_counter(client, p.master, p.master_len, 1, &members)) != MEMCACHED_SUCCESS) {
-		return rc;
-	}
-	if (limit && members > limit) {
-		step_counter(client, p.master, p.master_len, -1, &ignored);
-		return MCD_GROUP_FULL;
-	}
-	pthread_mutex_lock(&coord->lock);
-	if (!(g = mcd_local_group(coord, category, group, true))) {
 		pthread_mutex_unlock(&coord->lock);
-		step_counter(client, p.master, p.master_len, -1, &ignored);
-		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+		return rc;
 	}
-	g->members++;
-	mcd_publication_count(&p, g->members);
-	/* Its failure is the tick's to mend: the join itself is counted. */
-	mcd_publish_unlock(client, coord, &p, 1);
-	return MEMCACHED_SUCCESS;
+	/* Pending: the tick neither unlists the group nor repairs its count meanwhile. */
+	g->pending++;
+	first = !g->indexed;
+	pthread_mutex_unlock(&coord->lock);
+
+	rc = count_in(&j, first, &listed);
+	pthread_mutex_lock(&coord->lock);
+	if ((g = mcd_local_group(coord, category, group, true))) {
+		g->pending--;
+		g->indexed = g->indexed || listed;
+		g->members += rc == MEMCACHED_SUCCESS;
+	}
+	pthread_mutex_unlock(&coord->lock);
+	return rc;
 }
 
 mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
@@ -86,29 +304,54 @@ mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const 
 static mcd_rc leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, bool noreply)
 {
-	struct mcd_publication p;
-	struct local_group *g;
-	uint64_t ignored;
+	struct group_keys k;
+	struct local_group *g = NULL;
+	struct mcd_call call;
+	uint64_t value;
 	mcd_rc rc;
 
 	pthread_mutex_lock(&coord->lock);
-	if ((rc = mcd_publication(client, coord, category, group, 0, &p)) != MEMCACHED_SUCCESS
-		|| !(g = mcd_local_group(coord, category, group, false)) || g->members <= 0) {
-		pthread_mutex_unlock(&coord->lock);
-		return rc != MEMCACHED_SUCCESS ? rc : MEMCACHED_NOTFOUND;
+	if ((rc = mcd_group_keys(client, category, group, coord->inc, &k)) == MEMCACHED_SUCCESS
+		&& (!(g = mcd_local_group(coord, category, group, false)) || g->members <= 0)) {
+		rc = MEMCACHED_NOTFOUND;
 	}
-	g->members--;
-	mcd_publication_count(&p, g->members);
-	/* On a hangup, the counter's step goes after the count on the same connection: nothing
-	 * to wait for. */
-	p.step_down = noreply && client->ordered;
-	rc = mcd_publish_unlock(client, coord, &p, 1);
-	if (p.step_down) {
+	if (rc == MEMCACHED_SUCCESS) {
+		g->members--;
+		g->pending++;
+		g->empty_since = g->members ? g->empty_since : mcd_monotonic_s();
+	}
+	pthread_mutex_unlock(&coord->lock);
+	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	/* Confirmed: the channel that leaves (to join another group, say) and then counts sees
-	 * its own leave. */
-	return step_counter(client, p.master, p.master_len, -1, &ignored);
+	call.key_len = k.master_len;
+	memcpy(call.key, k.master, k.master_len + 1);
+	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) == MEMCACHED_SUCCESS) {
+		/* Counter first, count second, on one connection (a join's order reversed): a reading
+		 * of the counter, then the counts, never finds the counter above them unless
+		 * something failed. */
+		if (noreply) {
+			rc = mcd_step_noreply(call.memc, k.master, k.master_len, k.master, k.master_len, -1);
+		} else {
+			/* Waited for: the channel that leaves and then counts sees its own leave. A counter
+			 * memcached lost is the tick's to rebuild: the leave is in the counts. */
+			rc = mcd_step(call.memc, k.master, k.master_len, k.master, k.master_len, -1, &value);
+			rc = rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
+		}
+		if (rc == MEMCACHED_SUCCESS) {
+			rc = mcd_step_noreply(call.memc, k.master, k.master_len, k.count, k.count_len, -1);
+		}
+		rc = mcd_call_end(client, &call, rc);
+	}
+	if (!memcached_success(rc)) {
+		mcd_local_suspect(coord, category, group);
+	}
+	pthread_mutex_lock(&coord->lock);
+	if ((g = mcd_local_group(coord, category, group, false))) {
+		g->pending--;
+	}
+	pthread_mutex_unlock(&coord->lock);
+	return noreply && memcached_success(rc) ? MCD_SENT : rc;
 }
 
 mcd_rc mcd_group_leave(struct mcd_client *client, struct mcd_coord *coord, const char *category,
@@ -137,6 +380,9 @@ mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const ch
 	mcd_rc rc = mcd_group_key(client, category, group, NULL, call.key, &call.key_len);
 
 	*count = 0;
+	if (rc == MEMCACHED_SUCCESS && !mcd_coord_supported(client)) {
+		rc = MEMCACHED_NOT_SUPPORTED;
+	}
 	if (rc == MEMCACHED_SUCCESS && (rc = mcd_call_begin(client, &client->main, &call)) == MEMCACHED_SUCCESS) {
 		size_t len;
 		uint32_t flags;
@@ -144,333 +390,14 @@ mcd_rc mcd_group_count(struct mcd_client *client, const char *category, const ch
 		char *text = memcached_get(call.memc, call.key, call.key_len, &len, &flags, &got);
 
 		if (text) {
-			*count = mcd_uint64_of(text, len);
+			int64_t members = mcd_offset_value(text, len);
+
+			/* Below the offset only after a failure (a rebuild short of a count): none. */
+			*count = members > 0 ? (uint64_t) members : 0;
 			free(text);
 		}
 		/* No counter: nobody is in the group. */
 		rc = mcd_call_end(client, &call, got == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : got);
 	}
 	return mcd_stats_record(client->stats, MCD_OP_GROUP, started, rc);
-}
-
-/* --- a group as memcached holds it: its counter and the counts the nodes published --- */
-
-struct group_state {
-	uint64_t counter;            /* 0 when missing */
-	long others;                 /* the sum of the other nodes' published counts */
-	long own;                    /* this node's count as published, -1 when missing */
-	bool partial;                /* more nodes are listed than were read */
-};
-
-struct group_keys {
-	char keys[MAX_NODES + 2][MCD_KEY_MAX + 1];
-	const char *key_ptrs[MAX_NODES + 2];
-	size_t lens[MAX_NODES + 2];
-	size_t count;
-	bool partial;
-	struct mcd_client *client;   /* for add_node_key */
-	const char *category, *group, *node;
-	struct group_state *state;   /* for take_item */
-};
-
-/* Add node's published count of the group to the keys to read (this node's is there already). */
-static void add_node_key(const char *node, void *arg)
-{
-	struct group_keys *k = arg;
-
-	if (!strcmp(node, k->node)) {
-		return;
-	}
-	if (k->count >= MAX_NODES + 1) {
-		k->partial = true;
-	} else if (mcd_group_key(k->client, k->category, k->group, node, k->keys[k->count], &k->lens[k->count])
-		== MEMCACHED_SUCCESS) {
-		k->count++;
-	}
-}
-
-/* Sort one fetched item into state: the counter (keys[0]), this node's count (keys[1]) or another's. */
-static mcd_rc take_item(const memcached_result_st *result, void *arg)
-{
-	const struct group_keys *k = arg;
-	struct group_state *state = k->state;
-	const char *key = memcached_result_key_value(result);
-	size_t key_len = memcached_result_key_length(result);
-	uint64_t value = mcd_uint64_of(memcached_result_value(result), memcached_result_length(result));
-
-	if (key_len == k->lens[0] && !memcmp(key, k->keys[0], key_len)) {
-		state->counter = value;
-	} else if (key_len == k->lens[1] && !memcmp(key, k->keys[1], key_len)) {
-		state->own = (long) value;
-	} else {
-		state->others += (long) value;
-	}
-	return MEMCACHED_SUCCESS;
-}
-
-/* Read group's counter and the counts of nodes (a space-separated list) with one request. */
-static mcd_rc read_group(struct mcd_client *client, const char *node, const char *category,
-	const char *group, const char *nodes, struct group_state *state)
-{
-	struct group_keys *k = calloc(1, sizeof(*k));
-	struct mcd_call call;
-	mcd_rc rc;
-
-	*state = (struct group_state) { .own = -1 };
-	if (!k) {
-		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-	}
-	if ((rc = mcd_group_key(client, category, group, NULL, k->keys[0], &k->lens[0])) != MEMCACHED_SUCCESS
-		|| (rc = mcd_group_key(client, category, group, node, k->keys[1], &k->lens[1])) != MEMCACHED_SUCCESS) {
-		free(k);
-		return rc;
-	}
-	k->count = 2;
-	k->client = client;
-	k->category = category;
-	k->group = group;
-	k->node = node;
-	k->state = state;
-	mcd_each_word(nodes, add_node_key, k);
-	for (size_t i = 0; i < k->count; i++) {
-		k->key_ptrs[i] = k->keys[i];
-	}
-	call.key_len = k->lens[0];
-	memcpy(call.key, k->keys[0], k->lens[0] + 1);
-	if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
-		free(k);
-		return rc;
-	}
-	rc = mcd_mget_each(call.memc, call.key, call.key_len, k->key_ptrs, k->lens, k->count, take_item, k);
-	state->partial = k->partial;
-	free(k);
-	return mcd_call_end(client, &call, rc);
-}
-/* Step group's counter by -gap, unless another node does it this tick. True when done. */
-static bool correct(struct mcd_client *client, struct mcd_coord *coord, const char *node,
-	const char *category, const char *group, long gap)
-{
-	struct mcd_call call;
-	char name[2 * MCD_NAME_MAX + 16], guard[MCD_KEY_MAX + 1];
-	size_t guard_len;
-	uint64_t ignored;
-	const long lease_s = mcd_coord_lease(coord);
-	bool done = false;
-	mcd_rc rc;
-
-	snprintf(name, sizeof(name), "groupfix:%s:%s", category, group);
-	if (mcd_group_key(client, category, group, NULL, call.key, &call.key_len) != MEMCACHED_SUCCESS
-		|| mcd_client_own_key(client, name, guard, &guard_len) != MEMCACHED_SUCCESS
-		|| mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
-		return false;
-	}
-	/* One corrector per tick: the guard, beside the counter, lives a quarter of a lease. */
-	rc = memcached_add_by_key(call.memc, call.key, call.key_len, guard, guard_len, node, strlen(node),
-		(time_t) (lease_s / 4 > 0 ? lease_s / 4 : 1), 0);
-	if (rc == MEMCACHED_SUCCESS) {
-		/* A step, not a set: the joins and leaves under way are kept. */
-		rc = mcd_counter_step(call.memc, call.key, call.key_len, call.key, call.key_len, -gap, 0, &ignored);
-		done = rc == MEMCACHED_SUCCESS;
-	} else if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
-		rc = MEMCACHED_SUCCESS;
-	}
-	mcd_call_end(client, &call, rc);
-	return done;
-}
-
-/* --- the tick --- */
-
-struct tick {
-	struct mcd_client *client;
-	struct mcd_coord *coord;
-	char node[MCD_NAME_MAX + 1];
-	const struct mcd_registry *registry;
-	char *missing;               /* " cat:group ..." of this node's groups not listed */
-	char *empty;                 /* " cat:group ..." empty everywhere for EMPTY_TICKS ticks */
-	unsigned long number;        /* this tick's, in coord->ticks */
-	unsigned int corrected;
-};
-
-/* Append " category:group" to words (MCD_REGISTRY_MAX), if it fits. */
-static void add_word(char *words, const char *category, const char *group)
-{
-	size_t used = strlen(words);
-
-	if (used + strlen(category) + strlen(group) + 3 < MCD_REGISTRY_MAX) {
-		snprintf(words + used, MCD_REGISTRY_MAX - used, " %s:%s", category, group);
-	}
-}
-
-/* Append to words this node's groups with members that the list groups lacks (coord locked). */
-static void add_unlisted(struct mcd_coord *coord, const char *groups, char *words)
-{
-	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
-		for (struct local_group *g = coord->groups[b]; g; g = g->next) {
-			char entry[2 * MCD_NAME_MAX + 2];
-
-			snprintf(entry, sizeof(entry), "%s:%s", g->category, g->group);
-			if (g->members > 0 && !mcd_listed(groups, entry)) {
-				add_word(words, g->category, g->group);
-			}
-		}
-	}
-}
-
-static void reconcile(const char *category, const char *group, void *arg)
-{
-	struct tick *t = arg;
-	struct group_state state;
-	struct mcd_publication p;
-	struct local_group *g;
-	long gap;
-	bool again, stale;
-
-	if (read_group(t->client, t->node, category, group, t->registry->nodes, &state) != MEMCACHED_SUCCESS) {
-		return;
-	}
-	pthread_mutex_lock(&t->coord->lock);
-	/* Once a tick, though two nodes that listed it at once listed it twice. */
-	if (!(g = mcd_local_group(t->coord, category, group, true)) || g->seen_tick == t->number) {
-		pthread_mutex_unlock(&t->coord->lock);
-		return;
-	}
-	g->seen_tick = t->number;
-	/* This node's count is what it knows. Counts above 0 were refreshed this tick; a count
-	 * memcached still holds of a group this node has left (a lost write, an earlier life
-	 * of the node) goes to 0. */
-	stale = g->members == 0 && state.own > 0;
-	gap = (long) state.counter - (state.others + g->members);
-	/* The same gap, with the counter and every count as they were a tick ago: no join or
-	 * leave is under way anywhere (a busy group can show one gap twice by chance). */
-	again = g->gap && g->gap == gap && g->counter == state.counter && g->others == state.others;
-	g->gap = gap;
-	g->counter = state.counter;
-	g->others = state.others;
-	g->empty_ticks = !state.counter && !state.others && !g->members ? g->empty_ticks + 1 : 0;
-	if (g->empty_ticks >= EMPTY_TICKS) {
-		add_word(t->empty, category, group);
-		mcd_local_forget(t->coord, category, group);
-	}
-	if (stale && mcd_publication(t->client, t->coord, category, group, 0, &p) == MEMCACHED_SUCCESS) {
-		mcd_publish_unlock(t->client, t->coord, &p, 1);
-	} else {
-		pthread_mutex_unlock(&t->coord->lock);
-	}
-	/* A gap that stayed the same for a whole tick is no join or leave under way: the members
-	 * of a node gone, or a counter memcached lost. With nodes left unread, the sum is not
-	 * known: nothing is corrected. */
-	if (again && !state.partial && correct(t->client, t->coord, t->node, category, group, gap)) {
-		t->corrected++;
-		pthread_mutex_lock(&t->coord->lock);
-		if ((g = mcd_local_group(t->coord, category, group, false))) {
-			g->gap = 0;
-		}
-		pthread_mutex_unlock(&t->coord->lock);
-	}
-}
-
-/* Publish this node's counts of the groups it has members in, and note the unlisted ones. */
-static void refresh(struct tick *t)
-{
-	struct mcd_publication *p = NULL;
-	size_t room = 0, count = 0;
-
-	pthread_mutex_lock(&t->coord->lock);
-	t->number = ++t->coord->ticks;
-	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
-		for (struct local_group *g = t->coord->groups[b]; g; g = g->next) {
-			room += g->members > 0;
-		}
-	}
-	if (room && (p = calloc(room, sizeof(*p)))) {
-		for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
-			for (struct local_group *g = t->coord->groups[b]; g; g = g->next) {
-				if (g->members > 0 && mcd_publication(t->client, t->coord, g->category, g->group,
-					g->members, &p[count]) == MEMCACHED_SUCCESS) {
-					count++;
-				}
-			}
-		}
-	}
-	add_unlisted(t->coord, t->registry->groups, t->missing);
-	mcd_publish_unlock(t->client, t->coord, p, count);
-	free(p);
-}
-
-unsigned int mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord)
-{
-	struct mcd_registry registry = { 0 };
-	char *missing = malloc(MCD_REGISTRY_MAX), *empty = malloc(MCD_REGISTRY_MAX);
-	struct tick t = { .client = client, .coord = coord, .registry = &registry, .missing = missing,
-		.empty = empty };
-
-	if (missing && empty && mcd_registry_read(client, &registry) == MEMCACHED_SUCCESS) {
-		missing[0] = empty[0] = '\0';
-		mcd_coord_node(coord, t.node, sizeof(t.node));
-		mcd_registry_keep(client, coord, &registry);
-		refresh(&t);
-		mcd_each_listed(registry.groups, reconcile, &t);
-		/* Before the missing ones are added: that would change the version read. */
-		mcd_registry_unlist_groups(client, &registry, empty);
-		mcd_registry_enlist_groups(client, missing);
-	}
-	mcd_registry_free(&registry);
-	free(missing);
-	free(empty);
-	return t.corrected;
-}
-
-/* --- reports --- */
-
-struct report_walk {
-	struct mcd_client *client;
-	struct mcd_coord *coord;
-	char node[MCD_NAME_MAX + 1];
-	const char *nodes;
-	void (*each)(const struct mcd_group_report *report, void *arg);
-	void *arg;
-	unsigned int count, max;
-};
-
-static void report_group(const char *category, const char *group, void *arg)
-{
-	struct report_walk *w = arg;
-	struct group_state state;
-	struct mcd_group_report report = { .cluster = -1, .published = -1 };
-
-	if (w->count >= w->max) {
-		return;
-	}
-	snprintf(report.category, sizeof(report.category), "%s", category);
-	snprintf(report.group, sizeof(report.group), "%s", group);
-	report.here = mcd_group_local(w->coord, category, group);
-	if (read_group(w->client, w->node, category, group, w->nodes, &state) == MEMCACHED_SUCCESS) {
-		report.cluster = (long) state.counter;
-		report.published = state.others + (state.own > 0 ? state.own : 0);
-	}
-	w->each(&report, w->arg);
-	w->count++;
-}
-
-unsigned int mcd_coord_groups(struct mcd_client *client, struct mcd_coord *coord,
-	void (*each)(const struct mcd_group_report *report, void *arg), void *arg, unsigned int max)
-{
-	struct mcd_registry registry = { 0 };
-	char *unlisted = malloc(MCD_REGISTRY_MAX);
-	struct report_walk w = { .client = client, .coord = coord, .each = each, .arg = arg, .max = max };
-
-	if (unlisted && mcd_registry_read(client, &registry) == MEMCACHED_SUCCESS) {
-		mcd_coord_node(coord, w.node, sizeof(w.node));
-		w.nodes = registry.nodes;
-		mcd_each_listed(registry.groups, report_group, &w);
-		/* And this node's groups that its next tick will list. */
-		unlisted[0] = '\0';
-		pthread_mutex_lock(&coord->lock);
-		add_unlisted(coord, registry.groups, unlisted);
-		pthread_mutex_unlock(&coord->lock);
-		mcd_each_listed(unlisted, report_group, &w);
-	}
-	mcd_registry_free(&registry);
-	free(unlisted);
-	return w.count;
 }

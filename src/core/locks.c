@@ -4,7 +4,9 @@
  * locks: a mutex across the cluster. Taken with add (of all that race, one
  * stores), with a token that names the holder; released only by the token
  * that took it, with memcached's compare-and-swap, so a lock that expired and
- * was taken by another is never released by its old owner.
+ * was taken by another is never released by its old owner. An add whose
+ * answer was lost is read back (a lost connection) or left to the tick to
+ * release if it turns out ours (a timeout): no lock is held by nobody.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -61,11 +63,29 @@ static mcd_rc settle_lost_add(struct mcd_call *call, const char *token, time_t e
 	return rc;
 }
 
+/* Add a lock to list (coord->locks or coord->orphans). */
+static void remember(struct held_lock **list, struct mcd_coord *coord, const char *name, const char *token,
+	const char *holder, long ttl)
+{
+	struct held_lock *held = calloc(1, sizeof(*held));
+
+	if (held) {
+		snprintf(held->name, sizeof(held->name), "%s", name);
+		snprintf(held->token, sizeof(held->token), "%s", token);
+		snprintf(held->holder, sizeof(held->holder), "%s", holder);
+		held->since = mcd_monotonic_s();
+		held->ttl = ttl;
+		pthread_mutex_lock(&coord->lock);
+		held->next = *list;
+		*list = held;
+		pthread_mutex_unlock(&coord->lock);
+	}
+}
+
 static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, const char *name, long ttl,
 	long wait_ms, const char *holder, char *token)
 {
 	struct mcd_call call;
-	struct held_lock *held;
 	const uint64_t deadline = mcd_now_us() + (uint64_t) wait_ms * 1000U;
 	const time_t expiry = (time_t) mcd_wire_expiry(ttl, (int64_t) time(NULL));
 	long pause_ms = 2, remaining_ms;
@@ -73,6 +93,9 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
+	}
+	if (!mcd_coord_supported(client)) {
+		return MEMCACHED_NOT_SUPPORTED;
 	}
 	pthread_mutex_lock(&coord->lock);
 	snprintf(token, MCD_TOKEN_MAX, "%s %lu %s", coord->node, ++coord->next_token, holder);
@@ -87,6 +110,10 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 			rc = settle_lost_add(&call, token, expiry);
 		}
 		rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED ? MEMCACHED_DATA_EXISTS : rc);
+		if (mcd_rc_outcome(rc) == MCD_OUTCOME_FAULT) {
+			/* Stored or not, nobody knows: the tick releases it if it is ours. */
+			remember(&coord->orphans, coord, name, token, holder, ttl);
+		}
 		if (rc != MEMCACHED_DATA_EXISTS) {
 			break;
 		}
@@ -101,17 +128,7 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 	if (rc != MEMCACHED_SUCCESS) {
 		return rc;
 	}
-	if ((held = calloc(1, sizeof(*held)))) {
-		snprintf(held->name, sizeof(held->name), "%s", name);
-		snprintf(held->token, sizeof(held->token), "%s", token);
-		snprintf(held->holder, sizeof(held->holder), "%s", holder);
-		held->since = mcd_monotonic_s();
-		held->ttl = ttl;
-		pthread_mutex_lock(&coord->lock);
-		held->next = coord->locks;
-		coord->locks = held;
-		pthread_mutex_unlock(&coord->lock);
-	}
+	remember(&coord->locks, coord, name, token, holder, ttl);
 	return MEMCACHED_SUCCESS;
 }
 
@@ -154,6 +171,53 @@ static mcd_rc release_lock(struct mcd_client *client, const char *name, const ch
 		rc = MCD_NOT_LOCKED;
 	}
 	return mcd_call_end(client, &call, rc);
+}
+
+mcd_rc mcd_lock_check(struct mcd_client *client, const char *name, const char *token)
+{
+	struct mcd_call call;
+	char value[MCD_TOKEN_MAX];
+	size_t len;
+	uint64_t cas;
+	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
+
+	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
+		return rc;
+	}
+	rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	if (mcd_connection_lost(client, call.memc, call.server, rc)) {
+		rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, value, sizeof(value), &len, &cas);
+	}
+	if (rc == MEMCACHED_NOTFOUND || (rc == MEMCACHED_SUCCESS && (len != strlen(token) || strcmp(value, token)))) {
+		rc = MCD_NOT_LOCKED;
+	}
+	return mcd_call_end(client, &call, rc);
+}
+
+void mcd_locks_tick(struct mcd_client *client, struct mcd_coord *coord)
+{
+	struct held_lock *orphans;
+	const long now = mcd_monotonic_s();
+
+	pthread_mutex_lock(&coord->lock);
+	orphans = coord->orphans;
+	coord->orphans = NULL;
+	pthread_mutex_unlock(&coord->lock);
+	while (orphans) {
+		struct held_lock *l = orphans;
+		mcd_rc rc = release_lock(client, l->name, l->token);
+
+		orphans = l->next;
+		/* Released, or never ours: done. Unanswered: again next tick, until its ttl ran out. */
+		if (mcd_rc_outcome(rc) == MCD_OUTCOME_FAULT && now - l->since <= l->ttl) {
+			pthread_mutex_lock(&coord->lock);
+			l->next = coord->orphans;
+			coord->orphans = l;
+			pthread_mutex_unlock(&coord->lock);
+		} else {
+			free(l);
+		}
+	}
 }
 
 mcd_rc mcd_unlock(struct mcd_client *client, struct mcd_coord *coord, const char *name,

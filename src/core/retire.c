@@ -1,0 +1,342 @@
+/*
+ * res_memcached -- memcached access for the Asterisk dialplan
+ *
+ * retire: the registry's share of a tick (registry.c has its keys). The
+ * heartbeat; this incarnation's entry in the list (made again if memcached
+ * lost it, renamed after a reload, or replaced by a new incarnation when the
+ * cluster retired this one while it stalled); and the retirement of dead
+ * incarnations, claimed with a compare-and-swap of the list so that exactly
+ * one survivor takes each dead one's counts away.
+ *
+ * This program is free software, distributed under the terms of
+ * the GNU General Public License Version 2. See the COPYING file.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord_private.h"
+#include "util.h"
+
+/* The most entries a tick reads in the list. */
+#define MAX_ENTRIES 256
+
+/* One word of the list. */
+struct entry {
+	char word[MCD_ENTRY_MAX + 1];
+	char node[MCD_NAME_MAX + 1];
+	char inc[MCD_INC_LEN + 1];
+	char by[MCD_INC_LEN + 1];    /* the incarnation retiring it, or "" */
+	bool alive;                  /* its heartbeat is there */
+	bool by_alive;
+};
+
+struct registry_view {
+	struct entry entries[MAX_ENTRIES];
+	size_t count;
+	char *list;                  /* as read, MCD_REGISTRY_MAX */
+	uint64_t cas;
+};
+
+static void parse_entry(const char *word, void *arg)
+{
+	struct registry_view *v = arg;
+	struct entry *e = &v->entries[v->count];
+	const char *bang = strchr(word, '!'), *slash;
+	size_t head = bang ? (size_t) (bang - word) : strlen(word);
+
+	if (v->count >= MAX_ENTRIES || strlen(word) > MCD_ENTRY_MAX || head <= MCD_INC_LEN + 1
+		|| word[head - MCD_INC_LEN - 1] != '/' || (bang && strlen(bang + 1) != MCD_INC_LEN)) {
+		return;
+	}
+	slash = word + head - MCD_INC_LEN - 1;
+	*e = (struct entry) { .alive = false };
+	snprintf(e->word, sizeof(e->word), "%s", word);
+	snprintf(e->node, sizeof(e->node), "%.*s", (int) (slash - word), word);
+	snprintf(e->inc, sizeof(e->inc), "%.*s", MCD_INC_LEN, slash + 1);
+	snprintf(e->by, sizeof(e->by), "%s", bang ? bang + 1 : "");
+	v->count++;
+}
+
+struct beats {
+	struct registry_view *v;
+	char (*keys)[MCD_KEY_MAX + 1];
+	size_t *lens;
+};
+
+static mcd_rc mark_alive(const memcached_result_st *result, void *arg)
+{
+	struct beats *b = arg;
+
+	for (size_t i = 0; i < 2 * b->v->count; i++) {
+		if (memcached_result_key_length(result) == b->lens[i]
+			&& !memcmp(memcached_result_key_value(result), b->keys[i], b->lens[i])) {
+			*(i % 2 ? &b->v->entries[i / 2].by_alive : &b->v->entries[i / 2].alive) = true;
+		}
+	}
+	return MEMCACHED_SUCCESS;
+}
+
+/* Write own heartbeat, read the list and every heartbeat it names (its entries' and retirers'). */
+static mcd_rc read_view(struct mcd_client *client, const char *inc, long lease_s, struct registry_view *v)
+{
+	struct beats b = { .v = v, .keys = malloc(2 * MAX_ENTRIES * sizeof(*b.keys)),
+		.lens = malloc(2 * MAX_ENTRIES * sizeof(*b.lens)) };
+	const char **ptrs = malloc(2 * MAX_ENTRIES * sizeof(*ptrs));
+	struct mcd_call call;
+	char name[64], key[MCD_KEY_MAX + 1];
+	size_t key_len, len = 0;
+	mcd_rc rc = b.keys && b.lens && ptrs ? MEMCACHED_SUCCESS : MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+
+	snprintf(name, sizeof(name), "hb:%s", inc);
+	if (rc == MEMCACHED_SUCCESS && (rc = mcd_registry_call(client, name, &call, key, &key_len)) == MEMCACHED_SUCCESS) {
+		rc = memcached_set_by_key(call.memc, call.key, call.key_len, key, key_len, "1", 1, (time_t) lease_s, 0);
+		if (rc == MEMCACHED_SUCCESS) {
+			rc = mcd_gets(call.memc, call.key, call.key_len, call.key, call.key_len, v->list, MCD_REGISTRY_MAX,
+				&len, &v->cas);
+			rc = rc == MEMCACHED_SUCCESS && len >= MCD_REGISTRY_MAX ? MEMCACHED_E2BIG
+				: rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
+		}
+		if (rc == MEMCACHED_SUCCESS) {
+			mcd_each_word(v->list, parse_entry, v);
+			for (size_t i = 0; i < 2 * v->count; i++) {
+				const struct entry *e = &v->entries[i / 2];
+
+				snprintf(name, sizeof(name), "hb:%s", i % 2 && e->by[0] ? e->by : e->inc);
+				mcd_client_own_key(client, name, b.keys[i], &b.lens[i]);
+				ptrs[i] = b.keys[i];
+			}
+			rc = v->count ? mcd_mget_each(call.memc, call.key, call.key_len, ptrs, b.lens, 2 * v->count,
+				mark_alive, &b) : MEMCACHED_SUCCESS;
+		}
+		rc = mcd_call_end(client, &call, rc);
+	}
+	free(b.keys);
+	free(b.lens);
+	free(ptrs);
+	return rc;
+}
+
+/* The list as read, with word replaced by with ("" to drop it): written unless it changed. */
+static mcd_rc swap_word(struct mcd_client *client, const struct registry_view *v, const char *word,
+	const char *with)
+{
+	char *list = malloc(MCD_REGISTRY_MAX);
+	size_t used = 0;
+	mcd_rc rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	struct mcd_call call;
+	char key[MCD_KEY_MAX + 1];
+	size_t key_len;
+
+	if (!list) {
+		return rc;
+	}
+	list[0] = '\0';
+	for (size_t i = 0; i < v->count; i++) {
+		const char *w = strcmp(v->entries[i].word, word) ? v->entries[i].word : with;
+
+		if (w[0] && used + strlen(w) + 2 < MCD_REGISTRY_MAX) {
+			used += (size_t) snprintf(list + used, MCD_REGISTRY_MAX - used, " %s", w);
+		}
+	}
+	if ((rc = mcd_registry_call(client, "nodes", &call, key, &key_len)) == MEMCACHED_SUCCESS) {
+		rc = mcd_call_end(client, &call, memcached_cas_by_key(call.memc, call.key, call.key_len, key, key_len,
+			list, used, 0, 0, v->cas));
+	}
+	free(list);
+	return rc;
+}
+
+/* Take word out of the list as it is now (a swap that loses a race leaves it for the next tick). */
+static void drop_word(struct mcd_client *client, const char *word)
+{
+	struct registry_view *v = calloc(1, sizeof(*v));
+	struct mcd_call call;
+	char key[MCD_KEY_MAX + 1];
+	size_t key_len, len = 0;
+	mcd_rc rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+
+	if (v && (v->list = malloc(MCD_REGISTRY_MAX))
+		&& (rc = mcd_registry_call(client, "nodes", &call, key, &key_len)) == MEMCACHED_SUCCESS) {
+		rc = mcd_call_end(client, &call, mcd_gets(call.memc, call.key, call.key_len, key, key_len, v->list,
+			MCD_REGISTRY_MAX, &len, &v->cas));
+	}
+	if (rc == MEMCACHED_SUCCESS && len < MCD_REGISTRY_MAX) {
+		mcd_each_word(v->list, parse_entry, v);
+		swap_word(client, v, word, "");
+	}
+	if (v) {
+		free(v->list);
+	}
+	free(v);
+}
+
+/* Take one group's count of incarnation inc away from its counter, once: the count is swapped
+ * to "r COUNT" (only the swap that does it goes on), the counter stepped, then the count
+ * emptied (a tombstone). Readings count "r COUNT" as the count: never above the counter. */
+static void retire_group(struct mcd_client *client, const char *inc, long lease_s, const char *category,
+	const char *group)
+{
+	struct group_keys k;
+	struct mcd_call call;
+	char value[32], marked[40];
+	size_t len;
+	uint64_t cas, ignored;
+	mcd_rc rc;
+
+	if (mcd_group_keys(client, category, group, inc, &k) != MEMCACHED_SUCCESS) {
+		return;
+	}
+	call.key_len = k.master_len;
+	memcpy(call.key, k.master, k.master_len + 1);
+	if (mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
+		return;
+	}
+	rc = mcd_gets(call.memc, k.master, k.master_len, k.count, k.count_len, value, sizeof(value), &len, &cas);
+	if (rc == MEMCACHED_SUCCESS && len && value[0] != 'r') {
+		int64_t members = mcd_offset_value(value, len);
+
+		snprintf(marked, sizeof(marked), "r %s", value);
+		rc = memcached_cas_by_key(call.memc, k.master, k.master_len, k.count, k.count_len, marked, strlen(marked),
+			0, 0, cas);
+		if (rc == MEMCACHED_SUCCESS && members) {
+			rc = mcd_step(call.memc, k.master, k.master_len, k.master, k.master_len, -members, &ignored);
+		}
+		if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
+			rc = memcached_set_by_key(call.memc, k.master, k.master_len, k.count, k.count_len, "", 0,
+				(time_t) (2 * lease_s), 0);
+		}
+	}
+	mcd_call_end(client, &call, rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_DATA_EXISTS ? MEMCACHED_SUCCESS : rc);
+}
+
+struct retirement {
+	struct mcd_client *client;
+	const char *inc;
+	long lease_s;
+	uint64_t deadline_us;
+};
+
+static void retire_listed(const char *category, const char *group, void *arg)
+{
+	struct retirement *r = arg;
+
+	if (mcd_now_us() < r->deadline_us) {
+		retire_group(r->client, r->inc, r->lease_s, category, group);
+	}
+}
+
+/* Retire incarnation e (claimed by this one) shard by shard, until deadline_us. True when done. */
+static bool retire(struct mcd_client *client, const struct entry *e, long lease_s, uint64_t deadline_us)
+{
+	struct retirement r = { .client = client, .inc = e->inc, .lease_s = lease_s, .deadline_us = deadline_us };
+	char *list = malloc(MCD_REGISTRY_MAX), name[64];
+	uint64_t cas;
+	bool done = list != NULL;
+
+	for (unsigned int shard = 0; done && shard < MCD_INDEX_SHARDS; shard++) {
+		snprintf(name, sizeof(name), "ix:%s:%u", e->inc, shard);
+		mcd_rc rc = mcd_registry_get(client, name, list, &cas);
+
+		if (rc == MEMCACHED_SUCCESS) {
+			mcd_each_listed(list, retire_listed, &r);
+		}
+		/* A shard is dropped once all of it was retired (a tombstone makes a second pass harmless). */
+		done = (rc == MEMCACHED_NOTFOUND || (rc == MEMCACHED_SUCCESS && mcd_now_us() < deadline_us
+			&& memcached_success(mcd_registry_delete(client, name)))) && mcd_now_us() < deadline_us;
+	}
+	free(list);
+	return done;
+}
+
+void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struct mcd_tick_report *report)
+{
+	struct registry_view *v = calloc(1, sizeof(*v));
+	char node[MCD_NAME_MAX + 1], inc[MCD_INC_LEN + 1], word[MCD_ENTRY_MAX + 1], name[64], *incs = NULL;
+	long lease_s;
+	const struct entry *own = NULL;
+	uint64_t deadline_us;
+	size_t used = 0;
+	bool duplicate = false;
+
+	pthread_mutex_lock(&coord->lock);
+	snprintf(node, sizeof(node), "%s", coord->node);
+	snprintf(inc, sizeof(inc), "%s", coord->inc);
+	lease_s = coord->lease_s;
+	pthread_mutex_unlock(&coord->lock);
+	/* A tick spends at most a quarter lease on retirements: the heartbeat comes first. */
+	deadline_us = mcd_now_us() + (uint64_t) lease_s * 250000U;
+	if (!v || !(v->list = malloc(MCD_REGISTRY_MAX)) || !(incs = malloc(MAX_ENTRIES * (MCD_INC_LEN + 1) + 1))
+		|| read_view(client, inc, lease_s, v) != MEMCACHED_SUCCESS) {
+		report->registry_failed = true;
+		goto done;
+	}
+	snprintf(word, sizeof(word), "%s/%s", node, inc);
+	for (size_t i = 0; i < v->count; i++) {
+		const struct entry *e = &v->entries[i];
+
+		used += (size_t) snprintf(incs + used, MCD_INC_LEN + 2, " %s", e->inc);
+		if (!strcmp(e->inc, inc)) {
+			own = e;
+		} else if (!e->by[0] && e->alive && !strcmp(e->node, node)) {
+			duplicate = true;
+		}
+	}
+	/* Two live incarnations of one node id, for longer than a restart within the lease explains. */
+	pthread_mutex_lock(&coord->lock);
+	coord->duplicate_since = !duplicate ? 0 : coord->duplicate_since ? coord->duplicate_since : mcd_monotonic_s();
+	if (coord->duplicate_since && mcd_monotonic_s() - coord->duplicate_since > 2 * lease_s) {
+		snprintf(report->duplicate, sizeof(report->duplicate), "%s", node);
+	}
+	pthread_mutex_unlock(&coord->lock);
+	pthread_mutex_lock(&coord->lock);
+	free(coord->incarnations);
+	coord->incarnations = strdup(incs);
+	pthread_mutex_unlock(&coord->lock);
+	snprintf(name, sizeof(name), "retired:%s", inc);
+	if ((own && own->by[0]) || (!own && mcd_registry_get(client, name, v->list, &(uint64_t) { 0 }) == MEMCACHED_SUCCESS)) {
+		mcd_coord_reincarnate(client, coord);
+		report->reincarnated = true;
+		goto done;
+	}
+	if (!own) {
+		/* New, or memcached lost the list, and this incarnation's index with it (they share a
+		 * server): listed again, and its groups too (tick.c). */
+		mcd_coord_enlist(client, coord, true);
+	} else if (strcmp(own->word, word)) {
+		/* Renamed by a reload: the counts are the incarnation's, only the name changes. */
+		swap_word(client, v, own->word, word);
+		goto done;
+	}
+	for (size_t i = 0; i < v->count && mcd_now_us() < deadline_us; i++) {
+		const struct entry *e = &v->entries[i];
+		char claimed[MCD_ENTRY_MAX + 1];
+		bool mine = !strcmp(e->by, inc);
+
+		if (!strcmp(e->inc, inc) || (!mine && (e->by[0] ? e->by_alive : e->alive))) {
+			continue;
+		}
+		/* Dead, or its retirer died: whoever swaps the list first retires it. */
+		snprintf(claimed, sizeof(claimed), "%s/%s!%s", e->node, e->inc, inc);
+		if (!mine && swap_word(client, v, e->word, claimed) != MEMCACHED_SUCCESS) {
+			break;
+		}
+		if (retire(client, e, lease_s, deadline_us)) {
+			snprintf(name, sizeof(name), "retired:%s", e->inc);
+			mcd_registry_put(client, name, "1", 0, (time_t) (10 * lease_s));
+			snprintf(name, sizeof(name), "hb:%s", e->inc);
+			mcd_registry_delete(client, name);
+			report->retired++;
+			drop_word(client, mine ? e->word : claimed);
+		}
+		/* A swap changed the list: the rest waits for the next tick's reading. */
+		break;
+	}
+done:
+	if (v) {
+		free(v->list);
+	}
+	free(v);
+	free(incs);
+}
