@@ -315,9 +315,9 @@ static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_ar
 	case CLI_INIT:
 		e->command = "memcached show groups";
 		e->usage = "Usage: memcached show groups\n"
-			"       Show every MCDGROUP group in use across the Asterisk servers: this server's\n"
-			"       members, the cluster's count, and the sum of what each server publishes\n"
-			"       (the two agree again within group_lease after a server or memcached fails).\n";
+			"       Show every MCDGROUP group with members across the Asterisk servers: this\n"
+			"       server's members, the cluster's count, and the sum of what each server counts\n"
+			"       there (see the README for when the two differ, and for how long).\n";
 		return NULL;
 	case CLI_GENERATE:
 		return NULL;
@@ -334,6 +334,39 @@ static char *cli_show_groups(struct ast_cli_entry *e, int cmd, struct ast_cli_ar
 	fd = a->fd;
 	count = mcd_coord_groups(live->client, coord, show_group, &fd, 10000);
 	ast_cli(a->fd, "%u group%s\n", count, count == 1 ? "" : "s");
+	return CLI_SUCCESS;
+}
+
+static char *cli_reset_group(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	char *group, *category;
+	long before, after;
+	mcd_rc rc;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "memcached reset group";
+		e->usage = "Usage: memcached reset group <group>[@<category>]\n"
+			"       Set the group's count across the cluster to the sum of the members each\n"
+			"       Asterisk server counts there: a repair for what the design does not heal\n"
+			"       (memcached evicting keys, say). Logged.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 4) {
+		return CLI_SHOWUSAGE;
+	}
+	group = ast_strdupa(a->argv[3]);
+	if ((category = strchr(group, '@'))) {
+		*category++ = '\0';
+	}
+	rc = mcd_coordination_reset(S_OR(category, ""), group, "the console", &before, &after);
+	if (rc == MCD_SUCCESS) {
+		ast_cli(a->fd, "%s: %ld member(s) counted before, %ld now\n", mcd_rc_name(rc), before, after);
+	} else {
+		ast_cli(a->fd, "%s\n", mcd_rc_name(rc));
+	}
 	return CLI_SUCCESS;
 }
 
@@ -420,6 +453,7 @@ static struct ast_cli_entry cli_commands[] = {
 	AST_CLI_DEFINE(cli_operation, "Run one memcached operation"),
 	AST_CLI_DEFINE(cli_flush, "Drop every item on every memcached server"),
 	AST_CLI_DEFINE(cli_show_groups, "Show the MCDGROUP groups across the Asterisk servers"),
+	AST_CLI_DEFINE(cli_reset_group, "Set a group's count to what the Asterisk servers count"),
 	AST_CLI_DEFINE(cli_show_locks, "Show the MCDLOCK locks this server holds"),
 	AST_CLI_DEFINE(cli_show_rates, "Show the MCDRATE limits this server decided on lately"),
 };

@@ -9,8 +9,10 @@
  *   dialplan.c  MCD, MCDCOUNTER and the mcd* applications
  *   cli.c       the "memcached ..." console commands
  *   manager.c   the Memcached* manager (AMI) actions
- *   coordination.c  MCDGROUP, MCDGROUP_COUNT, MCDLOCK, MCDTRYLOCK, MCDUNLOCK, the channel
- *               datastore that ends memberships and locks, the tick thread
+ *   coordination.c  the channel datastore that ends memberships and locks, the thread
+ *               that ends them and the tick thread (coordination.h: shared with:)
+ *   groups.c    MCDGROUP, MCDGROUP_COUNT
+ *   locks.c     MCDLOCK, MCDTRYLOCK, MCDUNLOCK
  *   rates.c     MCDRATE: calls per period, limited across the cluster
  *   metrics.c   the snapshot res_memcached_prometheus renders (see metrics.h)
  * Every name here starts with mcd_: a module's global symbols can meet
@@ -120,6 +122,11 @@ void mcd_rate_describe(const struct mcd_rate_seen *seen, char *buf, size_t len);
 
 /*! This Asterisk's groups and locks (for the console and the manager); NULL before init. */
 struct mcd_coord *mcd_coordination(void);
+
+/*! Reset group's counter to what the Asterisk servers count (mcd_group_reset), logged with who
+ * asked ("the console", "the manager"). */
+mcd_rc mcd_coordination_reset(const char *category, const char *group, const char *who, long *before,
+	long *after);
 
 /*! Take node_id and group_lease from newly loaded settings. */
 void mcd_coordination_configure(const struct mcd_settings *settings);

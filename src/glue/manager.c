@@ -261,6 +261,28 @@ static int ami_groups(struct mansession *s, const struct message *m)
 	return 0;
 }
 
+static int ami_reset_group(struct mansession *s, const struct message *m)
+{
+	const char *group = astman_get_header(m, "Group"), *category = astman_get_header(m, "Category");
+	char message[96];
+	long before, after;
+	mcd_rc rc;
+
+	if (ast_strlen_zero(group)) {
+		astman_send_error(s, m, "Group: is needed");
+		return 0;
+	}
+	rc = mcd_coordination_reset(category, group, "the manager", &before, &after);
+	if (rc != MCD_SUCCESS) {
+		ast_copy_string(message, mcd_rc_name(rc), sizeof(message));
+		astman_send_error(s, m, message);
+		return 0;
+	}
+	snprintf(message, sizeof(message), "%ld member(s) counted before, %ld now", before, after);
+	astman_send_ack(s, m, message);
+	return 0;
+}
+
 static void lock_event(const struct mcd_lock_report *r, void *arg)
 {
 	const struct listing *l = arg;
@@ -324,6 +346,7 @@ static const struct {
 	{ "MemcachedIncrement", EVENT_FLAG_SYSTEM, ami_increment },
 	{ "MemcachedStatus", EVENT_FLAG_REPORTING, ami_status },
 	{ "MemcachedGroups", EVENT_FLAG_REPORTING, ami_groups },
+	{ "MemcachedGroupReset", EVENT_FLAG_SYSTEM, ami_reset_group },
 	{ "MemcachedLocks", EVENT_FLAG_REPORTING, ami_locks },
 	{ "MemcachedRates", EVENT_FLAG_REPORTING, ami_rates },
 };
