@@ -134,10 +134,9 @@ char *mcd_coord_incarnations(struct mcd_coord *coord)
 	return list;
 }
 
-/* FNV-1a of "category:group": the bucket of a group in this node's table. */
-static unsigned int bucket(const char *category, const char *group)
+unsigned int mcd_group_hash(const char *category, const char *group)
 {
-	unsigned int h = 2166136261u;
+	uint32_t h = 2166136261u;
 
 	for (const char *p = category; *p; p++) {
 		h = (h ^ (unsigned char) *p) * 16777619u;
@@ -146,7 +145,17 @@ static unsigned int bucket(const char *category, const char *group)
 	for (const char *p = group; *p; p++) {
 		h = (h ^ (unsigned char) *p) * 16777619u;
 	}
-	return h % MCD_COORD_BUCKETS;
+	/* FNV-1a's low bits follow the last bytes: mixed, names that differ in a digit spread. */
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+static unsigned int bucket(const char *category, const char *group)
+{
+	return mcd_group_hash(category, group) % MCD_COORD_BUCKETS;
 }
 
 struct local_group *mcd_local_group(struct mcd_coord *coord, const char *category, const char *group,

@@ -70,6 +70,9 @@ struct mcd_coord {
 	long duplicate_since;        /* monotonic second two live incarnations shared our node id */
 };
 
+/*! A hash of a group's name (FNV-1a, mixed): its bucket here, its shard in the index. */
+unsigned int mcd_group_hash(const char *category, const char *group);
+
 /*! The entry of group (coord locked), made if create and missing; NULL if not there. */
 struct local_group *mcd_local_group(struct mcd_coord *coord, const char *category, const char *group,
 	bool create);

@@ -138,22 +138,12 @@ char *mcd_registry_incarnations(struct mcd_client *client)
 
 /* --- an incarnation's index of groups --- */
 
-static unsigned int shard_of(const char *entry)
-{
-	unsigned int h = 2166136261u;
-
-	for (const char *p = entry; *p; p++) {
-		h = (h ^ (unsigned char) *p) * 16777619u;
-	}
-	return h % MCD_INDEX_SHARDS;
-}
-
 mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *category, const char *group)
 {
 	char name[64], words[2 * MCD_NAME_MAX + 4];
 
 	snprintf(words, sizeof(words), " %s:%s", category, group);
-	snprintf(name, sizeof(name), "ix:%s:%u", inc, shard_of(words + 1));
+	snprintf(name, sizeof(name), "ix:%s:%u", inc, mcd_group_hash(category, group) % MCD_INDEX_SHARDS);
 	return mcd_registry_append(client, name, words);
 }
 
