@@ -51,7 +51,7 @@ PROMETHEUS_CFLAGS := -fPIC -D_GNU_SOURCE -DAST_MODULE=\"res_memcached_prometheus
 	-DAST_MODULE_SELF_SYM=__internal_res_memcached_prometheus_self -isystem $(ASTERISK_INCLUDE_DIR) -Isrc
 
 .PHONY: all install uninstall clean check unit-tests asterisk-tests fuzz load-here run-demo demo test \
-	load fuzz-long bench bench-here profile profile-here sandbox chaos chaos-here
+	load fuzz-long bench bench-here profile profile-here sandbox chaos chaos-here coord-bench-here
 
 all: res_memcached.so $(PROMETHEUS_MODULE)
 
@@ -137,9 +137,19 @@ load-here: install
 bench/raw: bench/raw.c
 	$(CC) -O2 $(WARNINGS) -pthread $(MEMCACHED_CFLAGS) -o $@ $< $(MEMCACHED_LIBS)
 
-bench-here: install bench/raw
+bench/coord_bench: bench/coord_bench.c $(CORE_SOURCES) $(HEADERS)
+	$(CC) -O2 $(WARNINGS) -D_GNU_SOURCE -Isrc/core $(MEMCACHED_CFLAGS) -o $@ $< $(CORE_SOURCES) $(MEMCACHED_LIBS) -pthread
+
+bench-here: install bench/raw bench/coord_bench
 	python3 -m bench.bench
 	python3 -m bench.charts
+	harness/with-memcached.sh bench/coord_bench
+
+# Only the cost of groups (bench/coord_bench.c): GROUPS groups, NODES nodes listed.
+GROUPS ?= 10000
+NODES ?= 100
+coord-bench-here: bench/coord_bench
+	harness/with-memcached.sh bench/coord_bench $(GROUPS) $(NODES)
 
 # Instructions per operation under callgrind: where the module's time goes.
 profile-here: install
@@ -180,4 +190,4 @@ chaos:
 	sandbox/run.sh chaos-here CHAOS_ROUNDS=$(CHAOS_ROUNDS) SIM="$(SIM)"
 
 clean:
-	rm -f res_memcached.so res_memcached_prometheus.so $(UNIT_PROGRAMS) $(FUZZERS) bench/raw
+	rm -f res_memcached.so res_memcached_prometheus.so $(UNIT_PROGRAMS) $(FUZZERS) bench/raw bench/coord_bench
