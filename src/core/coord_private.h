@@ -168,6 +168,11 @@ mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *cat
 /*! Take the groups (" cat:group ...") out of this incarnation's index, where nothing changed it since. */
 void mcd_index_remove(struct mcd_client *client, const char *inc, const char *words);
 
+/*! Drop this incarnation's counts of the groups (" cat:group ...", nobody in them here for a
+ * while), then take them out of its index (a join meanwhile makes its count again, or the next
+ * tick does). */
+void mcd_index_unlist(struct mcd_client *client, const char *inc, const char *words);
+
 /*! Call visit with every group ("cat:group") in the indexes of the listed incarnations. */
 mcd_rc mcd_index_each(struct mcd_client *client, const char *incarnations,
 	void (*visit)(const char *category, const char *group, void *arg), void *arg);

@@ -2,8 +2,8 @@
  * res_memcached -- memcached access for the Asterisk dialplan
  *
  * groups: joining, leaving and counting call groups across the cluster, on
- * the call path; reading a group whole (its counter and every count), and
- * rebuilding a counter memcached lost. The design is in coord.h and the README.
+ * the call path, and putting back a share memcached lost. The design is in
+ * coord.h and the README.
  *
  * This program is free software, distributed under the terms of
  * the GNU General Public License Version 2. See the COPYING file.
@@ -15,90 +15,6 @@
 
 #include "coord_private.h"
 #include "util.h"
-
-/* --- a group read whole --- */
-
-struct group_read {
-	char (*keys)[MCD_KEY_MAX + 1];
-	const char **key_ptrs;
-	size_t *lens;
-	size_t count;
-	size_t room;
-	int64_t counter;
-	int64_t sum;
-	int64_t own;
-	const struct mcd_client *client;
-	const char *category, *group;
-	size_t own_len;
-	char own_key[MCD_KEY_MAX + 1];
-};
-
-static void add_count_key(const char *inc, void *arg)
-{
-	struct group_read *r = arg;
-
-	if (r->count < r->room && strlen(inc) == MCD_INC_LEN
-		&& mcd_group_key(r->client, r->category, r->group, inc, r->keys[r->count], &r->lens[r->count])
-		== MEMCACHED_SUCCESS) {
-		r->key_ptrs[r->count] = r->keys[r->count];
-		r->count++;
-	}
-}
-
-static mcd_rc take_value(const memcached_result_st *result, void *arg)
-{
-	struct group_read *r = arg;
-	const char *value = memcached_result_value(result);
-	size_t len = memcached_result_length(result);
-
-	if (memcached_result_key_length(result) == r->lens[0]
-		&& !memcmp(memcached_result_key_value(result), r->keys[0], r->lens[0])) {
-		r->counter = mcd_offset_value(value, len);
-	} else if (len && value[0] == 'r') {
-		/* A count under retirement ("r" and the count): still in the counter, or just taken out. */
-		r->sum += len > 2 ? mcd_offset_value(value + 2, len - 2) : 0;
-	} else if (len) {
-		/* An empty value is a tombstone: a count its retirement took away already. */
-		r->sum += mcd_offset_value(value, len);
-		if (memcached_result_key_length(result) == r->own_len
-			&& !memcmp(memcached_result_key_value(result), r->own_key, r->own_len)) {
-			r->own = mcd_offset_value(value, len);
-		}
-	}
-	return MEMCACHED_SUCCESS;
-}
-
-mcd_rc mcd_group_read(struct mcd_client *client, memcached_st *memc, const char *category, const char *group,
-	const char *incarnations, struct mcd_group_reading *reading)
-{
-	struct group_read r = { .counter = INT64_MIN, .own = INT64_MIN, .client = client, .category = category,
-		.group = group };
-	mcd_rc rc;
-
-	if (reading->own_inc && mcd_group_key(client, category, group, reading->own_inc, r.own_key, &r.own_len)
-		!= MEMCACHED_SUCCESS) {
-		r.own_len = 0;
-	}
-	r.room = 1 + (strlen(incarnations) + 1) / (MCD_INC_LEN + 1);
-	r.keys = malloc(r.room * sizeof(*r.keys));
-	r.key_ptrs = malloc(r.room * sizeof(*r.key_ptrs));
-	r.lens = malloc(r.room * sizeof(*r.lens));
-	if (!r.keys || !r.key_ptrs || !r.lens) {
-		rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-	} else if ((rc = mcd_group_key(client, category, group, NULL, r.keys[0], &r.lens[0])) == MEMCACHED_SUCCESS) {
-		r.key_ptrs[0] = r.keys[0];
-		r.count = 1;
-		mcd_each_word(incarnations, add_count_key, &r);
-		rc = mcd_mget_each(memc, r.keys[0], r.lens[0], r.key_ptrs, r.lens, r.count, take_value, &r);
-	}
-	reading->counter = r.counter;
-	reading->sum = r.sum;
-	reading->own = r.own;
-	free(r.keys);
-	free(r.key_ptrs);
-	free(r.lens);
-	return rc;
-}
 
 mcd_rc mcd_group_share_again(memcached_st *memc, const struct group_keys *k, long members, uint64_t *value)
 {

@@ -66,7 +66,7 @@ static const struct mcd_option options[] = {
 	{ "node_id", NULL, MCD_OPTION_TOKEN, "", 0, 0, "", NULL, FIELD(node_id),
 		"this Asterisk's name for groups; none: systemname, else the entity ID" },
 	NUMBER("group_lease", group_lease_s, "30", 2, 3600, "s",
-		"a dead Asterisk's group members stop counting within this"),
+		"an Asterisk's heartbeat; its group members stop counting 1.25 of this after it dies"),
 	NUMBER("lock_ttl", lock_ttl_s, "60", 1, 86400, "s", "a lock never released expires after this"),
 	NUMBER("lock_wait", lock_wait_ms, "3000", 0, 60000, "ms", "how long MCDLOCK waits for a lock"),
 	CHOICE("rate_on_failure", rate_on_failure, "admit", rate_failure_names,

@@ -69,7 +69,7 @@ struct mcd_settings {
 	char username[MCD_CREDENTIAL_MAX + 1];
 	char password[MCD_CREDENTIAL_MAX + 1];
 	char node_id[MCD_NAME_MAX + 1];  /* this Asterisk's name among those sharing memcached; "" = Asterisk's */
-	long group_lease_s;          /* a node's published group counts live lease/2, renewed every lease/4 */
+	long group_lease_s;          /* a node's heartbeat lives this, renewed every lease/4 */
 	long lock_ttl_s;             /* a lock taken without a ttl of its own expires after this */
 	long lock_wait_ms;           /* how long MCDLOCK waits for a lock held by another */
 	int rate_on_failure;         /* MCDRATE when memcached cannot answer: MCD_RATE_ADMIT or _REFUSE */

@@ -298,38 +298,6 @@ static void repair(struct mcd_client *client, struct mcd_coord *coord, struct ch
 	pthread_mutex_unlock(&coord->lock);
 }
 
-struct unlisting {
-	struct mcd_client *client;
-	const char *inc;
-};
-
-static void drop_count(const char *category, const char *group, void *arg)
-{
-	const struct unlisting *u = arg;
-	struct group_keys k;
-	struct mcd_call call;
-
-	if (mcd_group_keys(u->client, category, group, u->inc, &k) != MEMCACHED_SUCCESS) {
-		return;
-	}
-	call.key_len = k.master_len;
-	memcpy(call.key, k.master, k.master_len + 1);
-	if (mcd_call_begin(u->client, mcd_counter_pool(u->client), &call) == MEMCACHED_SUCCESS) {
-		mcd_call_end(u->client, &call, memcached_delete_by_key(call.memc, k.master, k.master_len, k.count,
-			k.count_len, 0));
-	}
-}
-
-/* Drop this node's unused counts of the unlisted groups, then take them out of the index (a
- * join meanwhile makes its count again, or the next tick does). */
-static void unlist(struct mcd_client *client, const char *inc, const char *words)
-{
-	struct unlisting u = { .client = client, .inc = inc };
-
-	mcd_each_listed(words, drop_count, &u);
-	mcd_index_remove(client, inc, words);
-}
-
 bool mcd_coord_unsure(struct mcd_coord *coord, struct mcd_client *client)
 {
 	bool unsure;
@@ -392,7 +360,7 @@ void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct m
 		}
 	}
 	if (s.unlisted && s.unlisted[0]) {
-		unlist(client, inc, s.unlisted);
+		mcd_index_unlist(client, inc, s.unlisted);
 	}
 	mcd_locks_tick(client, coord);
 	pthread_mutex_lock(&coord->lock);
