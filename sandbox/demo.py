@@ -33,8 +33,12 @@ def main():
                 print("      -> " + line.split("DEMO: ", 1)[1])
         client = Client(("127.0.0.1", server.port))
         print("\nAn independent client (pymemcache) reads the same memcached:")
-        for key in ("greeting", "trunk1_calls", "last_caller", "last_hangup", "_mcd:group:trunks:trunk1"):
+        for key in ("greeting", "trunk1_calls", "last_caller", "last_hangup"):
             print("  %-22s = %r" % (PREFIX + key, client.get(PREFIX + key)))
+        # The group's counter sits 10^9 above memcached's floor of 0 (README: Groups and locks).
+        counter = client.get(PREFIX + "_mcd:g:trunks:trunk1")
+        print("  %-22s = %r (%s members)" % (PREFIX + "_mcd:g:trunks:trunk1", counter,
+                                             int(counter) - 10 ** 9 if counter else 0))
         if client.get(PREFIX + "greeting") != b"some text... and some more text":
             print("demo FAILED: unexpected greeting")
             return 1

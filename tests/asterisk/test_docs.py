@@ -5,7 +5,7 @@ import pytest
 APPLICATIONS = ["mcdset", "mcdadd", "mcdreplace", "mcdappend", "mcdprepend", "mcddelete", "mcdget",
                 "mcdmget", "mcdtouch"]
 ACTIONS = ["MemcachedGet", "MemcachedSet", "MemcachedDelete", "MemcachedIncrement", "MemcachedStatus",
-           "MemcachedGroups", "MemcachedLocks"]
+           "MemcachedGroups", "MemcachedGroupReset", "MemcachedLocks"]
 
 
 @pytest.mark.parametrize("protocol", ["binary"], indirect=True)
@@ -51,5 +51,6 @@ def test_cli_help_lists_every_memcached_command(pbx):
     out = pbx.ast.cli("core show help memcached")
     for command in ("memcached show settings", "memcached show servers", "memcached show stats",
                     "memcached reset stats", "memcached {get|set|add|delete|incr}",
-                    "memcached flush", "memcached show groups", "memcached show locks"):
+                    "memcached flush", "memcached show groups", "memcached reset group",
+                    "memcached show locks"):
         assert command in out, command

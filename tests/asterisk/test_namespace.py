@@ -40,12 +40,12 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
     ast.cli("dialplan set global LOCK_HOLD 30")
     ast.cli("channel originate Local/holder-ns@tests application Wait 0")
     ast.wait_for(lambda: ast.global_var("HOLDER_ns_TOOK") == "1")
-    # A tick has listed the group and the node.
-    ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
+    # The first join listed the node (heartbeat, list) and the group (index, count, counter).
+    ast.wait_for(lambda: client.get(PREFIX + "_mcd:nodes") is not None)
     own = sorted(k[len(PREFIX):] for k in memcached_keys(server.port)
                  if k.startswith(PREFIX + "_mcd:"))
     kinds = {k.split(":")[1] for k in own}
-    assert {"group", "lock", "nodes", "groups", "node"} <= kinds, own
+    assert {"g", "lock", "nodes", "hb", "ix"} <= kinds, own
     for key in own:
         before = client.get(PREFIX + key)
         assert ast.eval("MCD(%s)" % key) == ""
@@ -57,7 +57,7 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
         assert ast.global_var("NS_RESULTS") == ",".join(["MEMCACHED_KEY_RESERVED"] * 4)
         assert client.get(PREFIX + key) == before, key
     # The console and the manager go through the same check.
-    out = ast.cli("memcached set _mcd:groups forged")
+    out = ast.cli("memcached set _mcd:nodes forged")
     assert "MEMCACHED_KEY_RESERVED" in out
     ami = Ami(ast.ami_port, Asterisk.AMI_USER, Asterisk.AMI_SECRET)
     try:
@@ -65,7 +65,6 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
         assert any(m.get("Result") == "MEMCACHED_KEY_RESERVED" for m in reply), reply
     finally:
         ami.close()
-    assert b"forged" not in (client.get(PREFIX + "_mcd:groups") or b"")
     assert b"forged" not in (client.get(PREFIX + "_mcd:nodes") or b"")
 
 
@@ -73,9 +72,14 @@ def test_every_key_the_module_writes_for_itself_is_refused_to_the_dialplan(serve
 def test_control_bytes_written_into_the_registry_never_reach_console_or_manager(server, east):
     ast, client = east
     members(ast, server, "clean_group", 1)
-    ast.wait_for(lambda: client.get(PREFIX + "_mcd:groups") is not None)
-    # Another application appends words with escape sequences and line ends.
-    client.append(PREFIX + "_mcd:groups", b" cat:evil\x1b[2J\r\nEvent:\x20Forged")
+    ast.wait_for(lambda: client.get(PREFIX + "_mcd:nodes") is not None)
+    inc = client.get(PREFIX + "_mcd:nodes").split()[0].split(b"/")[1].decode()
+    # Another application appends words with escape sequences and line ends to every index
+    # shard of this Asterisk, and to the list of Asterisks.
+    for shard in range(32):
+        key = PREFIX + "_mcd:ix:%s:%d" % (inc, shard)
+        if not client.append(key, b" cat:evil\x1b[2J\r\nEvent:\x20Forged"):
+            client.set(key, b" cat:evil\x1b[2J\r\nEvent:\x20Forged")
     client.append(PREFIX + "_mcd:nodes", b" bad\rnode")
     time.sleep(1.5)
     shown = ast.cli("memcached show groups")
