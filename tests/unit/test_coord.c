@@ -6,14 +6,19 @@
  * lapse polls for a few seconds.
  */
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -468,6 +473,80 @@ static void a_lock_longer_than_30_days_is_held(void **state)
 	mcd_client_destroy(c);
 }
 
+/* A memcached of the test's own, on a free port: its pid (to stop and continue it) and port. */
+static pid_t own_memcached(char *port, size_t len)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t addr_len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	pid_t pid;
+
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *) &addr, sizeof(addr)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *) &addr, &addr_len), 0);
+	close(fd);
+	snprintf(port, len, "%d", ntohs(addr.sin_port));
+	if ((pid = fork()) == 0) {
+		execlp("memcached", "memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", port, "-U", "0", (char *) NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		bool up;
+
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		up = connect(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0;
+		close(fd);
+		if (up) {
+			return pid;
+		}
+		usleep(10000);
+	}
+	fail_msg("memcached did not start");
+	return pid;
+}
+
+/* The add reaches memcached but its answer does not come in time (memcached stopped with
+ * SIGSTOP, then continued): memcached stores the lock for nobody. The tick releases it. */
+static void a_lock_whose_add_timed_out_is_released_by_the_tick(void **state)
+{
+	char port[16], server[32], token[MCD_TOKEN_MAX], other[MCD_TOKEN_MAX];
+	pid_t pid = own_memcached(port, sizeof(port));
+	struct mcd_client *c;
+	struct mcd_coord *a = mcd_coord_create("orphan_a", 30), *b = mcd_coord_create("orphan_b", 30);
+	struct mcd_settings s;
+	struct mcd_tick_report r;
+	mcd_rc rc = MCD_LOCK_BUSY;
+
+	snprintf(server, sizeof(server), "127.0.0.1:%s", port);
+	mcd_settings_defaults(&s);
+	assert_int_equal(mcd_settings_apply(&s, "server", server, err, sizeof(err)), MCD_CONFIG_OK);
+	assert_int_equal(mcd_settings_apply(&s, "timeout", "200", err, sizeof(err)), MCD_CONFIG_OK);
+	assert_int_equal(mcd_settings_finish(&s, err, sizeof(err)), 0);
+	assert_non_null(c = mcd_client_create(&s, NULL, NULL, err, sizeof(err)));
+	/* A first call opens the connection while memcached answers. */
+	assert_int_equal(mcd_lock(c, b, "warm", 60, 0, "x", other), MCD_SUCCESS);
+	kill(pid, SIGSTOP);
+	assert_string_equal(mcd_rc_name(mcd_lock(c, a, "orphan", 600, 0, "SIP/a-1", token)), "MEMCACHED_TIMEOUT");
+	kill(pid, SIGCONT);
+	/* memcached stored it on waking: a lock nobody holds, for 600 s... */
+	for (int i = 0; i < 50 && (rc = mcd_lock(c, b, "orphan", 60, 0, "SIP/b-1", other)) != MCD_LOCK_BUSY; i++) {
+		usleep(100000);
+	}
+	assert_int_equal(rc, MCD_LOCK_BUSY);
+	/* ...until a's tick releases it. */
+	for (int i = 0; i < 50 && (rc = mcd_lock(c, b, "orphan", 60, 0, "SIP/b-1", other)) == MCD_LOCK_BUSY; i++) {
+		mcd_coord_tick(c, a, &r);
+		usleep(100000);
+	}
+	assert_int_equal(rc, MCD_SUCCESS);
+	assert_int_equal(mcd_lock_check(c, "orphan", other), MCD_SUCCESS);
+	mcd_coord_destroy(a);
+	mcd_coord_destroy(b);
+	mcd_client_destroy(c);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -482,6 +561,7 @@ int main(void)
 		cmocka_unit_test(groups_and_locks_refuse_to_run_where_keys_move),
 		cmocka_unit_test(locks_are_released_only_by_their_owner),
 		cmocka_unit_test(a_lock_longer_than_30_days_is_held),
+		cmocka_unit_test(a_lock_whose_add_timed_out_is_released_by_the_tick),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
