@@ -213,6 +213,8 @@ mcd_rc mcd_group_reset(struct mcd_client *client, const char *category,
 	*before = *after = -1;
 	if (!incarnations) {
 		rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	} else if (rc == MEMCACHED_SUCCESS && !mcd_coord_supported(client)) {
+		rc = MEMCACHED_NOT_SUPPORTED;
 	}
 	if (rc == MEMCACHED_SUCCESS && (rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) == MEMCACHED_SUCCESS) {
 		rc = mcd_group_read(client, call.memc, category, group, incarnations, &r);

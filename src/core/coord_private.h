@@ -35,6 +35,8 @@ struct local_group {
 	long members;                /* this node's members, counted */
 	long pending;                /* joins and leaves on the wire */
 	bool indexed;                /* listed in this incarnation's index */
+	bool unlisting;              /* the tick takes it out of the index now (see tick.c) */
+	bool rejoined;               /* a join came meanwhile: the tick keeps it */
 	long empty_since;            /* monotonic second members fell to 0 */
 	long suspect_until;          /* after a failure seen here: repaired (tick.c) until then, and settled */
 	int64_t last_gap;            /* the counter minus the counts at the last repair's reading */
@@ -140,6 +142,22 @@ mcd_rc mcd_group_share_again(memcached_st *memc, const struct group_keys *k, lon
  * out of memory). */
 char *mcd_coord_incarnations(struct mcd_coord *coord);
 
+/* A group as the tick found it here, and in memcached. */
+struct mcd_checked {
+	char category[MCD_NAME_MAX + 1];
+	char group[MCD_NAME_MAX + 1];
+	long members;
+	bool suspect;
+	struct group_keys keys;
+	uint32_t server;
+	bool counter_found, count_found, read;
+};
+
+/*! A group where this node saw a failure, read whole and repaired where two readings agree
+ * (repair.c). */
+void mcd_group_repair(struct mcd_client *client, struct mcd_coord *coord, struct mcd_checked *c,
+	const char *incarnations, const char *inc, struct mcd_tick_report *report);
+
 /* --- the registry (registry.c) --- */
 
 /*! Begin a call on the registry's server: the key of name (own namespace) into key. */
@@ -168,10 +186,16 @@ mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *cat
 /*! Take the groups (" cat:group ...") out of this incarnation's index, where nothing changed it since. */
 void mcd_index_remove(struct mcd_client *client, const char *inc, const char *words);
 
-/*! Drop this incarnation's counts of the groups (" cat:group ...", nobody in them here for a
- * while), then take them out of its index (a join meanwhile makes its count again, or the next
- * tick does). */
-void mcd_index_unlist(struct mcd_client *client, const char *inc, const char *words);
+/* How long a count (at 0) stays once its group left the index; a join takes it back. */
+#define MCD_UNLISTED_COUNT_TTL 3600
+
+/*! Take the groups (" cat:group ...", nobody in them here for a while) out of this
+ * incarnation's index, then let their counts expire (they are at 0). False when the index
+ * could not be rewritten (a join listed something meanwhile, a fault): nothing is let go. */
+bool mcd_index_unlist(struct mcd_client *client, const char *inc, const char *words);
+
+/*! A group a join took back while it was unlisted: its count kept, the group listed again. */
+void mcd_index_keep(struct mcd_client *client, const char *inc, const char *category, const char *group);
 
 /*! Call visit with every group ("cat:group") in the indexes of the listed incarnations. */
 mcd_rc mcd_index_each(struct mcd_client *client, const char *incarnations,
@@ -187,6 +211,9 @@ bool mcd_coord_unsure(struct mcd_coord *coord, struct mcd_client *client);
 /*! Put this incarnation in the registry's list with a heartbeat, unless it did already (again:
  * whether it did or not, unless the list names it). */
 mcd_rc mcd_coord_enlist(struct mcd_client *client, struct mcd_coord *coord, bool again);
+
+/*! Renew this incarnation's heartbeat (for a lease): long work does it on the way. */
+void mcd_coord_beat(struct mcd_client *client, struct mcd_coord *coord);
 
 /*! Count every member again under a new incarnation (the cluster retired this one). */
 void mcd_coord_reincarnate(struct mcd_client *client, struct mcd_coord *coord);

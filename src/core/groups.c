@@ -53,7 +53,11 @@ static mcd_rc first_use(struct mcd_client *client, const char *inc, const char *
 	/* The counter too, for a group new to the cluster: racing first joins then all step it. */
 	rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->count, k->count_len, zero, strlen(zero),
 		0, 0);
-	if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
+	if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
+		/* Left from before this group was unlisted here, and set to expire: kept again. */
+		rc = memcached_touch_by_key(call.memc, k->master, k->master_len, k->count, k->count_len, 0);
+	}
+	if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
 		rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->master, k->master_len, zero,
 			strlen(zero), 0, 0);
 	}
@@ -94,6 +98,9 @@ static mcd_rc recover(const struct joining *j, uint64_t *value)
 	pthread_mutex_lock(&j->coord->lock);
 	members = (g = mcd_local_group(j->coord, j->category, j->group, false)) ? g->members : 0;
 	pthread_mutex_unlock(&j->coord->lock);
+	/* Suspect whatever happens: leaves sent while the keys were gone stepped nothing, and
+	 * another node may be putting its share back at the same moment. */
+	mcd_local_suspect(j->coord, j->category, j->group);
 	if ((rc = mcd_group_share_again(j->memc, k, members + 1, value)) == MEMCACHED_SUCCESS
 		&& ((rc = mcd_coord_enlist(j->client, j->coord, true)) != MEMCACHED_SUCCESS
 		|| (rc = mcd_index_add(j->client, j->inc, j->category, j->group)) != MEMCACHED_SUCCESS)) {
@@ -106,7 +113,6 @@ static mcd_rc recover(const struct joining *j, uint64_t *value)
 	if (rc != MEMCACHED_NOTSTORED) {
 		return rc;
 	}
-	mcd_local_suspect(j->coord, j->category, j->group);
 	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
 	memcached_add_by_key(j->memc, k->master, k->master_len, k->master, k->master_len, zero, strlen(zero), 0, 0);
 	return mcd_step(j->memc, k->master, k->master_len, k->master, k->master_len, 1, value);
@@ -192,9 +198,11 @@ static mcd_rc join(struct mcd_client *client, struct mcd_coord *coord, const cha
 		pthread_mutex_unlock(&coord->lock);
 		return rc;
 	}
-	/* Pending: the tick neither unlists the group nor repairs its count meanwhile. */
+	/* Pending: the tick neither unlists the group nor repairs its count meanwhile; one that it
+	 * is unlisting now, it keeps. */
 	g->pending++;
-	first = !g->indexed;
+	g->rejoined = g->rejoined || g->unlisting;
+	first = !g->indexed || g->unlisting;
 	pthread_mutex_unlock(&coord->lock);
 
 	rc = count_in(&j, first, &listed);
@@ -245,17 +253,17 @@ static mcd_rc leave(struct mcd_client *client, struct mcd_coord *coord, const ch
 	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) == MEMCACHED_SUCCESS) {
 		/* Counter first, count second, on one connection (a join's order reversed): a reading
 		 * of the counter, then the counts, never finds the counter above them unless
-		 * something failed. */
-		if (noreply) {
-			rc = mcd_step_noreply(call.memc, k.master, k.master_len, k.master, k.master_len, -1);
-		} else {
-			/* Waited for: the channel that leaves and then counts sees its own leave. A counter
-			 * memcached lost is the tick's to rebuild: the leave is in the counts. */
-			rc = mcd_step(call.memc, k.master, k.master_len, k.master, k.master_len, -1, &value);
-			rc = rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
-		}
+		 * something failed. Both are written before any wait: a crash between them cannot
+		 * leave the count ahead of the counter. */
+		rc = mcd_step_noreply(call.memc, k.master, k.master_len, k.master, k.master_len, -1);
 		if (rc == MEMCACHED_SUCCESS) {
 			rc = mcd_step_noreply(call.memc, k.master, k.master_len, k.count, k.count_len, -1);
+		}
+		if (rc == MEMCACHED_SUCCESS && !noreply) {
+			/* Waited for (a step of 0 answers after both): the channel that leaves and then
+			 * counts sees its own leave. A counter memcached lost is the tick's to put back. */
+			rc = mcd_step(call.memc, k.master, k.master_len, k.master, k.master_len, 0, &value);
+			rc = rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
 		}
 		rc = mcd_call_end(client, &call, rc);
 	}

@@ -18,6 +18,23 @@
 #include "coord_private.h"
 #include "util.h"
 
+void mcd_coord_beat(struct mcd_client *client, struct mcd_coord *coord)
+{
+	struct mcd_call call;
+	char name[64], key[MCD_KEY_MAX + 1];
+	size_t key_len;
+	long lease_s;
+
+	pthread_mutex_lock(&coord->lock);
+	snprintf(name, sizeof(name), "hb:%s", coord->inc);
+	lease_s = coord->lease_s;
+	pthread_mutex_unlock(&coord->lock);
+	if (mcd_registry_call(client, name, &call, key, &key_len) == MEMCACHED_SUCCESS) {
+		mcd_call_end(client, &call, memcached_set_by_key(call.memc, call.key, call.key_len, key, key_len, "1", 1,
+			(time_t) lease_s, 0));
+	}
+}
+
 /* Whether the registry's list names word now. */
 static bool listed_now(struct mcd_client *client, const char *word)
 {
@@ -148,6 +165,10 @@ void mcd_coord_reincarnate(struct mcd_client *client, struct mcd_coord *coord)
 	mcd_coord_enlist(client, coord, false);
 	for (size_t i = 0; i < r.count; i++) {
 		rejoin(client, inc, &r.list[i]);
+		/* Thousands of groups take seconds: the heartbeat goes on meanwhile. */
+		if (i % 256 == 255) {
+			mcd_coord_beat(client, coord);
+		}
 	}
 	free(r.list);
 }

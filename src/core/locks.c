@@ -98,7 +98,8 @@ static mcd_rc take_lock(struct mcd_client *client, struct mcd_coord *coord, cons
 		return MEMCACHED_NOT_SUPPORTED;
 	}
 	pthread_mutex_lock(&coord->lock);
-	snprintf(token, MCD_TOKEN_MAX, "%s %lu %s", coord->node, ++coord->next_token, holder);
+	/* The incarnation too: two Asterisks may share a node id (and number channels alike). */
+	snprintf(token, MCD_TOKEN_MAX, "%s/%s %lu %s", coord->node, coord->inc, ++coord->next_token, holder);
 	pthread_mutex_unlock(&coord->lock);
 	for (;;) {
 		if ((rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
@@ -179,7 +180,8 @@ mcd_rc mcd_lock_check(struct mcd_client *client, const char *name, const char *t
 	char value[MCD_TOKEN_MAX];
 	size_t len;
 	uint64_t cas;
-	mcd_rc rc = lock_key(client, name, call.key, &call.key_len);
+	mcd_rc rc = mcd_coord_supported(client) ? lock_key(client, name, call.key, &call.key_len)
+		: MEMCACHED_NOT_SUPPORTED;
 
 	if (rc != MEMCACHED_SUCCESS || (rc = mcd_call_begin(client, &client->main, &call)) != MEMCACHED_SUCCESS) {
 		return rc;

@@ -39,23 +39,30 @@ struct registry_view {
 	uint64_t cas;
 };
 
+/* Read from the right: "NODE/INC" or "NODE/INC!BY", where the ids have a fixed length and
+ * NODE may hold any byte of a token. An incarnation listed twice (two joins enlisting it at
+ * once) is read once. */
 static void parse_entry(const char *word, void *arg)
 {
 	struct registry_view *v = arg;
 	struct entry *e = &v->entries[v->count];
-	const char *bang = strchr(word, '!'), *slash;
-	size_t head = bang ? (size_t) (bang - word) : strlen(word);
+	const size_t len = strlen(word), id = MCD_INC_LEN + 1;
+	const bool retiring = len > 2 * id && word[len - id] == '!' && word[len - 2 * id] == '/';
+	const size_t head = retiring ? len - id : len;
 
-	if (v->count >= MAX_ENTRIES || strlen(word) > MCD_ENTRY_MAX || head <= MCD_INC_LEN + 1
-		|| word[head - MCD_INC_LEN - 1] != '/' || (bang && strlen(bang + 1) != MCD_INC_LEN)) {
+	if (v->count >= MAX_ENTRIES || len > MCD_ENTRY_MAX || head <= id || word[head - id] != '/') {
 		return;
 	}
-	slash = word + head - MCD_INC_LEN - 1;
+	for (size_t i = 0; i < v->count; i++) {
+		if (!strncmp(v->entries[i].inc, word + head - MCD_INC_LEN, MCD_INC_LEN)) {
+			return;
+		}
+	}
 	*e = (struct entry) { .alive = false };
 	snprintf(e->word, sizeof(e->word), "%s", word);
-	snprintf(e->node, sizeof(e->node), "%.*s", (int) (slash - word), word);
-	snprintf(e->inc, sizeof(e->inc), "%.*s", MCD_INC_LEN, slash + 1);
-	snprintf(e->by, sizeof(e->by), "%s", bang ? bang + 1 : "");
+	snprintf(e->node, sizeof(e->node), "%.*s", (int) (head - id), word);
+	snprintf(e->inc, sizeof(e->inc), "%.*s", MCD_INC_LEN, word + head - MCD_INC_LEN);
+	snprintf(e->by, sizeof(e->by), "%s", retiring ? word + len - MCD_INC_LEN : "");
 	v->count++;
 }
 
@@ -119,32 +126,44 @@ static mcd_rc read_view(struct mcd_client *client, const char *inc, long lease_s
 }
 
 /* The list as read, with word replaced by with ("" to drop it): written unless it changed. */
+struct rewrite {
+	const char *word, *with;
+	char *list;
+	size_t used;
+};
+
+/* Copy one word of the list, word replaced by with; each word once. */
+static void rewrite_word(const char *w, void *arg)
+{
+	struct rewrite *r = arg;
+
+	w = strcmp(w, r->word) ? w : r->with;
+	if (w[0] && !mcd_listed(r->list, w) && r->used + strlen(w) + 2 < MCD_REGISTRY_MAX) {
+		r->used += (size_t) snprintf(r->list + r->used, MCD_REGISTRY_MAX - r->used, " %s", w);
+	}
+}
+
+/* The list as read, with word replaced by with ("" to drop it), every other word kept (those
+ * this tick could not read too): written unless it changed since. */
 static mcd_rc swap_word(struct mcd_client *client, const struct registry_view *v, const char *word,
 	const char *with)
 {
-	char *list = malloc(MCD_REGISTRY_MAX);
-	size_t used = 0;
+	struct rewrite r = { .word = word, .with = with, .list = malloc(MCD_REGISTRY_MAX) };
 	mcd_rc rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	struct mcd_call call;
 	char key[MCD_KEY_MAX + 1];
 	size_t key_len;
 
-	if (!list) {
+	if (!r.list) {
 		return rc;
 	}
-	list[0] = '\0';
-	for (size_t i = 0; i < v->count; i++) {
-		const char *w = strcmp(v->entries[i].word, word) ? v->entries[i].word : with;
-
-		if (w[0] && used + strlen(w) + 2 < MCD_REGISTRY_MAX) {
-			used += (size_t) snprintf(list + used, MCD_REGISTRY_MAX - used, " %s", w);
-		}
-	}
+	r.list[0] = '\0';
+	mcd_each_word(v->list, rewrite_word, &r);
 	if ((rc = mcd_registry_call(client, "nodes", &call, key, &key_len)) == MEMCACHED_SUCCESS) {
 		rc = mcd_call_end(client, &call, memcached_cas_by_key(call.memc, call.key, call.key_len, key, key_len,
-			list, used, 0, 0, v->cas));
+			r.list, r.used, 0, 0, v->cas));
 	}
-	free(list);
+	free(r.list);
 	return rc;
 }
 
@@ -175,7 +194,7 @@ static void drop_word(struct mcd_client *client, const char *word)
 /* Take one group's count of incarnation inc away from its counter, once: the count is swapped
  * to "r COUNT" (only the swap that does it goes on), the counter stepped, then the count
  * emptied (a tombstone). Readings count "r COUNT" as the count: never above the counter. */
-static void retire_group(struct mcd_client *client, const char *inc, long lease_s, const char *category,
+static bool retire_group(struct mcd_client *client, const char *inc, long lease_s, const char *category,
 	const char *group)
 {
 	struct group_keys k;
@@ -186,12 +205,13 @@ static void retire_group(struct mcd_client *client, const char *inc, long lease_
 	mcd_rc rc;
 
 	if (mcd_group_keys(client, category, group, inc, &k) != MEMCACHED_SUCCESS) {
-		return;
+		/* Not a group's name (another client wrote it): nothing to take. */
+		return true;
 	}
 	call.key_len = k.master_len;
 	memcpy(call.key, k.master, k.master_len + 1);
 	if (mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
-		return;
+		return false;
 	}
 	rc = mcd_gets(call.memc, k.master, k.master_len, k.count, k.count_len, value, sizeof(value), &len, &cas);
 	if (rc == MEMCACHED_SUCCESS && len && value[0] != 'r') {
@@ -208,7 +228,9 @@ static void retire_group(struct mcd_client *client, const char *inc, long lease_
 				(time_t) (2 * lease_s), 0);
 		}
 	}
-	mcd_call_end(client, &call, rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_DATA_EXISTS ? MEMCACHED_SUCCESS : rc);
+	/* Done: taken away (or a tombstone, or gone, or "r" left by a retirer that died, which
+	 * nothing can settle: the README says so). A lost swap or a fault: again next tick. */
+	return mcd_call_end(client, &call, rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc) == MEMCACHED_SUCCESS;
 }
 
 struct retirement {
@@ -216,14 +238,15 @@ struct retirement {
 	const char *inc;
 	long lease_s;
 	uint64_t deadline_us;
+	bool failed;                 /* a group of the shard is still to be taken */
 };
 
 static void retire_listed(const char *category, const char *group, void *arg)
 {
 	struct retirement *r = arg;
 
-	if (mcd_now_us() < r->deadline_us) {
-		retire_group(r->client, r->inc, r->lease_s, category, group);
+	if (mcd_now_us() >= r->deadline_us || !retire_group(r->client, r->inc, r->lease_s, category, group)) {
+		r->failed = true;
 	}
 }
 
@@ -239,12 +262,14 @@ static bool retire(struct mcd_client *client, const struct entry *e, long lease_
 		snprintf(name, sizeof(name), "ix:%s:%u", e->inc, shard);
 		mcd_rc rc = mcd_registry_get(client, name, list, &cas);
 
+		r.failed = false;
 		if (rc == MEMCACHED_SUCCESS) {
 			mcd_each_listed(list, retire_listed, &r);
 		}
-		/* A shard is dropped once all of it was retired (a tombstone makes a second pass harmless). */
-		done = (rc == MEMCACHED_NOTFOUND || (rc == MEMCACHED_SUCCESS && mcd_now_us() < deadline_us
-			&& memcached_success(mcd_registry_delete(client, name)))) && mcd_now_us() < deadline_us;
+		/* A shard is dropped once every group in it was taken (a tombstone makes a second pass
+		 * harmless); else the next tick goes through it again. */
+		done = rc == MEMCACHED_NOTFOUND || (rc == MEMCACHED_SUCCESS && !r.failed
+			&& memcached_success(mcd_registry_delete(client, name)));
 	}
 	free(list);
 	return done;
@@ -273,6 +298,7 @@ void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struc
 		goto done;
 	}
 	snprintf(word, sizeof(word), "%s/%s", node, inc);
+	incs[0] = '\0';
 	for (size_t i = 0; i < v->count; i++) {
 		const struct entry *e = &v->entries[i];
 
