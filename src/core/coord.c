@@ -52,6 +52,8 @@ struct mcd_coord *mcd_coord_create(const char *node_id, long lease_s)
 		return NULL;
 	}
 	pthread_mutex_init(&coord->lock, NULL);
+	/* A minute: a call limit per extension comes back often, and each unlisting costs writes. */
+	coord->unlist_after_s = 60;
 	mcd_coord_new_incarnation(coord);
 	mcd_coord_configure(coord, node_id, lease_s);
 	return coord;
@@ -92,6 +94,13 @@ void mcd_coord_configure(struct mcd_coord *coord, const char *node_id, long leas
 	pthread_mutex_lock(&coord->lock);
 	snprintf(coord->node, sizeof(coord->node), "%s", node_id);
 	coord->lease_s = lease_s < 2 ? 2 : lease_s;
+	pthread_mutex_unlock(&coord->lock);
+}
+
+void mcd_coord_set_unlist_after(struct mcd_coord *coord, long seconds)
+{
+	pthread_mutex_lock(&coord->lock);
+	coord->unlist_after_s = seconds;
 	pthread_mutex_unlock(&coord->lock);
 }
 

@@ -55,6 +55,10 @@ void mcd_coord_destroy(struct mcd_coord *coord);
 /*! Rename the node and set its lease (on reload); the next tick lists the new name. */
 void mcd_coord_configure(struct mcd_coord *coord, const char *node_id, long lease_s);
 
+/*! How long a group nobody uses here stays in this incarnation's index (60 s; the tests and the
+ * simulation shorten it, to race joins with its unlisting). */
+void mcd_coord_set_unlist_after(struct mcd_coord *coord, long seconds);
+
 /*! The node's name, copied into buf, and its incarnation "NODE/INC" into self (when not NULL). */
 void mcd_coord_node(struct mcd_coord *coord, char *buf, size_t len);
 void mcd_coord_self(struct mcd_coord *coord, char *self, size_t len);

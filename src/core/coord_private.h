@@ -58,6 +58,7 @@ struct mcd_coord {
 	char node[MCD_NAME_MAX + 1];
 	char inc[MCD_INC_LEN + 1];
 	long lease_s;
+	long unlist_after_s;         /* a group nobody used here this long leaves the index */
 	struct local_group *groups[MCD_COORD_BUCKETS];
 	struct held_lock *locks;
 	struct held_lock *orphans;   /* locks an add may have taken whose answer was lost */
@@ -176,6 +177,10 @@ mcd_rc mcd_registry_put(struct mcd_client *client, const char *name, const char 
 
 mcd_rc mcd_registry_delete(struct mcd_client *client, const char *name);
 
+/*! The incarnation id of a word of the list ("NODE/INC" or "NODE/INC!BY", read from the right:
+ * a node id may hold any byte of a token) into inc; false when it has none. */
+bool mcd_registry_word_inc(const char *word, char inc[MCD_INC_LEN + 1]);
+
 /*! The ids of the incarnations listed now, space-separated (malloc'd; NULL when the list cannot
  * be read). */
 char *mcd_registry_incarnations(struct mcd_client *client);
@@ -186,16 +191,10 @@ mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *cat
 /*! Take the groups (" cat:group ...") out of this incarnation's index, where nothing changed it since. */
 void mcd_index_remove(struct mcd_client *client, const char *inc, const char *words);
 
-/* How long a count (at 0) stays once its group left the index; a join takes it back. */
-#define MCD_UNLISTED_COUNT_TTL 3600
-
-/*! Take the groups (" cat:group ...", nobody in them here for a while) out of this
- * incarnation's index, then let their counts expire (they are at 0). False when the index
- * could not be rewritten (a join listed something meanwhile, a fault): nothing is let go. */
-bool mcd_index_unlist(struct mcd_client *client, const char *inc, const char *words);
-
-/*! A group a join took back while it was unlisted: its count kept, the group listed again. */
-void mcd_index_keep(struct mcd_client *client, const char *inc, const char *category, const char *group);
+/*! Take the groups of words (" cat:group ...", marked unlisting: nobody in them here for a
+ * while) out of this incarnation's index, shard by shard, and forget them here; a group a join
+ * took back meanwhile stays (unlist.c). */
+void mcd_unlist(struct mcd_client *client, struct mcd_coord *coord, const char *inc, const char *words);
 
 /*! Call visit with every group ("cat:group") in the indexes of the listed incarnations. */
 mcd_rc mcd_index_each(struct mcd_client *client, const char *incarnations,

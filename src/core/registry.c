@@ -105,20 +105,26 @@ struct inc_list {
 	size_t used;
 };
 
-/* The id of one list entry ("NODE/INC" or "NODE/INC!BY", read from the right), appended to the
- * list unless it is there already. */
+bool mcd_registry_word_inc(const char *word, char inc[MCD_INC_LEN + 1])
+{
+	const size_t len = strlen(word), id = MCD_INC_LEN + 1;
+	const size_t head = len > 2 * id && word[len - id] == '!' && word[len - 2 * id] == '/' ? len - id : len;
+
+	if (head <= id || word[head - id] != '/') {
+		return false;
+	}
+	snprintf(inc, MCD_INC_LEN + 1, "%.*s", MCD_INC_LEN, word + head - MCD_INC_LEN);
+	return true;
+}
+
+/* The id of one list entry, appended to the list unless it is there already. */
 static void add_inc(const char *word, void *arg)
 {
 	struct inc_list *l = arg;
-	const size_t len = strlen(word), id = MCD_INC_LEN + 1;
-	const size_t head = len > 2 * id && word[len - id] == '!' && word[len - 2 * id] == '/' ? len - id : len;
 	char inc[MCD_INC_LEN + 1];
 
-	if (head > id && word[head - id] == '/') {
-		snprintf(inc, sizeof(inc), "%.*s", MCD_INC_LEN, word + head - MCD_INC_LEN);
-		if (!mcd_listed(l->out, inc)) {
-			l->used += (size_t) sprintf(l->out + l->used, " %s", inc);
-		}
+	if (mcd_registry_word_inc(word, inc) && !mcd_listed(l->out, inc)) {
+		l->used += (size_t) sprintf(l->out + l->used, " %s", inc);
 	}
 }
 
@@ -150,92 +156,6 @@ mcd_rc mcd_index_add(struct mcd_client *client, const char *inc, const char *cat
 	snprintf(words, sizeof(words), " %s:%s", category, group);
 	snprintf(name, sizeof(name), "ix:%s:%u", inc, mcd_group_hash(category, group) % MCD_INDEX_SHARDS);
 	return mcd_registry_append(client, name, words);
-}
-
-struct kept_words {
-	const char *dropped;
-	unsigned int shard;
-	char *kept;
-	size_t used;
-};
-
-static void keep_word(const char *word, void *arg)
-{
-	struct kept_words *k = arg;
-
-	if (!mcd_listed(k->dropped, word) && !mcd_listed(k->kept, word)
-		&& k->used + strlen(word) + 2 < MCD_REGISTRY_MAX) {
-		k->used += (size_t) snprintf(k->kept + k->used, MCD_REGISTRY_MAX - k->used, " %s", word);
-	}
-}
-
-/* Take words out of the incarnation's index, shard by shard, where no write came between the
- * read and the swap. True when every shard was read and swapped (or had none of them). */
-static bool index_remove(struct mcd_client *client, const char *inc, const char *words)
-{
-	char *list = malloc(MCD_REGISTRY_MAX), *kept = malloc(MCD_REGISTRY_MAX);
-	bool done = list && kept;
-
-	for (unsigned int shard = 0; done && shard < MCD_INDEX_SHARDS; shard++) {
-		struct kept_words k = { .dropped = words, .kept = kept };
-		char name[64];
-		uint64_t cas;
-		mcd_rc rc;
-
-		snprintf(name, sizeof(name), "ix:%s:%u", inc, shard);
-		if ((rc = mcd_registry_get(client, name, list, &cas)) != MEMCACHED_SUCCESS) {
-			done = rc == MEMCACHED_NOTFOUND;
-			continue;
-		}
-		kept[0] = '\0';
-		mcd_each_word(list, keep_word, &k);
-		done = !strcmp(kept, list) || mcd_registry_put(client, name, kept, cas, 0) == MEMCACHED_SUCCESS;
-	}
-	free(list);
-	free(kept);
-	return done;
-}
-
-struct unlisting {
-	struct mcd_client *client;
-	const char *inc;
-	time_t ttl;
-};
-
-static void touch_count(const char *category, const char *group, void *arg)
-{
-	const struct unlisting *u = arg;
-	struct group_keys k;
-	struct mcd_call call;
-
-	if (mcd_group_keys(u->client, category, group, u->inc, &k) != MEMCACHED_SUCCESS) {
-		return;
-	}
-	call.key_len = k.master_len;
-	memcpy(call.key, k.master, k.master_len + 1);
-	if (mcd_call_begin(u->client, mcd_counter_pool(u->client), &call) == MEMCACHED_SUCCESS) {
-		mcd_call_end(u->client, &call, memcached_touch_by_key(call.memc, k.master, k.master_len, k.count,
-			k.count_len, u->ttl));
-	}
-}
-
-bool mcd_index_unlist(struct mcd_client *client, const char *inc, const char *words)
-{
-	struct unlisting u = { .client = client, .inc = inc, .ttl = MCD_UNLISTED_COUNT_TTL };
-
-	if (!index_remove(client, inc, words)) {
-		return false;
-	}
-	mcd_each_listed(words, touch_count, &u);
-	return true;
-}
-
-void mcd_index_keep(struct mcd_client *client, const char *inc, const char *category, const char *group)
-{
-	struct unlisting u = { .client = client, .inc = inc, .ttl = 0 };
-
-	touch_count(category, group, &u);
-	mcd_index_add(client, inc, category, group);
 }
 
 struct index_walk {

@@ -54,7 +54,12 @@ static void parse_entry(const char *word, void *arg)
 		return;
 	}
 	for (size_t i = 0; i < v->count; i++) {
+		/* Listed twice (a join enlisting it while another retires it): the claim counts. */
 		if (!strncmp(v->entries[i].inc, word + head - MCD_INC_LEN, MCD_INC_LEN)) {
+			if (retiring && !v->entries[i].by[0]) {
+				snprintf(v->entries[i].word, sizeof(v->entries[i].word), "%s", word);
+				snprintf(v->entries[i].by, sizeof(v->entries[i].by), "%s", word + len - MCD_INC_LEN);
+			}
 			return;
 		}
 	}
@@ -125,30 +130,38 @@ static mcd_rc read_view(struct mcd_client *client, const char *inc, long lease_s
 	return rc;
 }
 
-/* The list as read, with word replaced by with ("" to drop it): written unless it changed. */
 struct rewrite {
-	const char *word, *with;
+	const char *inc, *with;
 	char *list;
 	size_t used;
+	bool replaced;
 };
 
-/* Copy one word of the list, word replaced by with; each word once. */
+/* Copy one word of the list: the words of the incarnation replaced by with, once; each other
+ * word once. */
 static void rewrite_word(const char *w, void *arg)
 {
 	struct rewrite *r = arg;
+	char inc[MCD_INC_LEN + 1];
 
-	w = strcmp(w, r->word) ? w : r->with;
+	if (mcd_registry_word_inc(w, inc) && !strcmp(inc, r->inc)) {
+		if (r->replaced) {
+			return;
+		}
+		r->replaced = true;
+		w = r->with;
+	}
 	if (w[0] && !mcd_listed(r->list, w) && r->used + strlen(w) + 2 < MCD_REGISTRY_MAX) {
 		r->used += (size_t) snprintf(r->list + r->used, MCD_REGISTRY_MAX - r->used, " %s", w);
 	}
 }
 
-/* The list as read, with word replaced by with ("" to drop it), every other word kept (those
- * this tick could not read too): written unless it changed since. */
-static mcd_rc swap_word(struct mcd_client *client, const struct registry_view *v, const char *word,
+/* The list as read, with the words of incarnation inc replaced by with ("" to drop them), every
+ * other word kept (those this tick could not read too): written unless it changed since. */
+static mcd_rc swap_word(struct mcd_client *client, const struct registry_view *v, const char *inc,
 	const char *with)
 {
-	struct rewrite r = { .word = word, .with = with, .list = malloc(MCD_REGISTRY_MAX) };
+	struct rewrite r = { .inc = inc, .with = with, .list = malloc(MCD_REGISTRY_MAX) };
 	mcd_rc rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
 	struct mcd_call call;
 	char key[MCD_KEY_MAX + 1];
@@ -167,8 +180,9 @@ static mcd_rc swap_word(struct mcd_client *client, const struct registry_view *v
 	return rc;
 }
 
-/* Take word out of the list as it is now (a swap that loses a race leaves it for the next tick). */
-static void drop_word(struct mcd_client *client, const char *word)
+/* Take incarnation inc out of the list as it is now (a swap that loses a race leaves it for the
+ * next tick). */
+static void drop_word(struct mcd_client *client, const char *inc)
 {
 	struct registry_view *v = calloc(1, sizeof(*v));
 	struct mcd_call call;
@@ -182,13 +196,23 @@ static void drop_word(struct mcd_client *client, const char *word)
 			MCD_REGISTRY_MAX, &len, &v->cas));
 	}
 	if (rc == MEMCACHED_SUCCESS && len < MCD_REGISTRY_MAX) {
-		mcd_each_word(v->list, parse_entry, v);
-		swap_word(client, v, word, "");
+		swap_word(client, v, inc, "");
 	}
 	if (v) {
 		free(v->list);
 	}
 	free(v);
+}
+
+/* Whether the marker name (retired:INC) is there: read into a buffer of its own. */
+static bool retired(struct mcd_client *client, const char *name)
+{
+	char *marker = malloc(MCD_REGISTRY_MAX);
+	uint64_t cas;
+	bool found = marker && mcd_registry_get(client, name, marker, &cas) == MEMCACHED_SUCCESS;
+
+	free(marker);
+	return found;
 }
 
 /* Take one group's count of incarnation inc away from its counter, once: the count is swapped
@@ -321,7 +345,7 @@ void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struc
 	coord->incarnations = strdup(incs);
 	pthread_mutex_unlock(&coord->lock);
 	snprintf(name, sizeof(name), "retired:%s", inc);
-	if ((own && own->by[0]) || (!own && mcd_registry_get(client, name, v->list, &(uint64_t) { 0 }) == MEMCACHED_SUCCESS)) {
+	if ((own && own->by[0]) || (!own && retired(client, name))) {
 		mcd_coord_reincarnate(client, coord);
 		report->reincarnated = true;
 		goto done;
@@ -330,9 +354,11 @@ void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struc
 		/* New, or memcached lost the list, and this incarnation's index with it (they share a
 		 * server): listed again, and its groups too (tick.c). */
 		mcd_coord_enlist(client, coord, true);
+		/* Nobody is retired from a list this node could not find itself in. */
+		goto done;
 	} else if (strcmp(own->word, word)) {
 		/* Renamed by a reload: the counts are the incarnation's, only the name changes. */
-		swap_word(client, v, own->word, word);
+		swap_word(client, v, inc, word);
 		goto done;
 	}
 	for (size_t i = 0; i < v->count && mcd_now_us() < deadline_us; i++) {
@@ -345,7 +371,7 @@ void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struc
 		}
 		/* Dead, or its retirer died: whoever swaps the list first retires it. */
 		snprintf(claimed, sizeof(claimed), "%s/%s!%s", e->node, e->inc, inc);
-		if (!mine && swap_word(client, v, e->word, claimed) != MEMCACHED_SUCCESS) {
+		if (!mine && swap_word(client, v, e->inc, claimed) != MEMCACHED_SUCCESS) {
 			break;
 		}
 		if (retire(client, e, lease_s, deadline_us)) {
@@ -354,10 +380,13 @@ void mcd_registry_tick(struct mcd_client *client, struct mcd_coord *coord, struc
 			snprintf(name, sizeof(name), "hb:%s", e->inc);
 			mcd_registry_delete(client, name);
 			report->retired++;
-			drop_word(client, mine ? e->word : claimed);
+			drop_word(client, e->inc);
 		}
-		/* A swap changed the list: the rest waits for the next tick's reading. */
-		break;
+		/* A swap changed the list: the rest waits for the next tick's reading. One of this
+		 * node's own claims that did not finish holds up no other. */
+		if (!mine) {
+			break;
+		}
 	}
 done:
 	if (v) {

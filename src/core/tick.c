@@ -21,15 +21,13 @@
 
 /* Groups read with one request per server. */
 #define BATCH 128
-/* Seconds a group stays listed with nobody in it here (a call limit per extension comes back). */
-#define UNLIST_AFTER_S 60
 
 struct snapshot {
 	struct mcd_checked *list;
 	size_t count, room;
 	char *unlisted;              /* " cat:group" words to take out of the index */
 	size_t unlisted_used;
-	long now, lease_s;
+	long now, lease_s, unlist_after_s;
 	bool reindex;                /* the index was lost: every group goes back into it */
 };
 
@@ -52,7 +50,7 @@ static void take_group(struct local_group *g, void *arg)
 		g->suspect_until = s->now + 2 * s->lease_s;
 		g->has_reading = false;
 	}
-	if (g->members > 0 || suspect || g->pending || (g->indexed && s->now - g->empty_since < UNLIST_AFTER_S)) {
+	if (g->members > 0 || suspect || g->pending || (g->indexed && s->now - g->empty_since < s->unlist_after_s)) {
 		if (s->count < s->room) {
 			struct mcd_checked *c = &s->list[s->count++];
 
@@ -61,73 +59,13 @@ static void take_group(struct local_group *g, void *arg)
 			c->members = g->members;
 			c->suspect = suspect && !g->pending;
 		}
-	} else if (g->indexed && !g->unlisting && s->now - g->empty_since >= UNLIST_AFTER_S
+	} else if (g->indexed && !g->unlisting && s->now - g->empty_since >= s->unlist_after_s
 		&& s->unlisted_used + 2 * MCD_NAME_MAX + 3 < MCD_REGISTRY_MAX) {
 		s->unlisted_used += (size_t) snprintf(s->unlisted + s->unlisted_used, MCD_REGISTRY_MAX - s->unlisted_used,
 			" %s:%s", g->category, g->group);
 		g->unlisting = true;
 		g->rejoined = false;
 	}
-}
-
-struct unlisted {
-	struct mcd_coord *coord;
-	bool removed;                /* the index no longer lists them */
-	char *kept;                  /* " cat:group" taken back by a join meanwhile */
-	size_t kept_used;
-};
-
-/* After the index was rewritten (coord locked): a group nobody joined meanwhile is forgotten
- * here; one a join took back is kept (and listed again); all stay when the rewrite failed. */
-static void settle_unlisted(const char *category, const char *group, void *arg)
-{
-	struct unlisted *u = arg;
-	struct local_group *g = mcd_local_group(u->coord, category, group, false);
-
-	if (!g || !g->unlisting) {
-		return;
-	}
-	g->unlisting = false;
-	if (!u->removed) {
-		return;
-	}
-	if (g->rejoined || g->members || g->pending) {
-		u->kept_used += (size_t) snprintf(u->kept + u->kept_used, MCD_REGISTRY_MAX - u->kept_used, " %s:%s",
-			category, group);
-		g->rejoined = false;
-	} else {
-		mcd_local_forget(u->coord, category, group);
-	}
-}
-
-struct keeping {
-	struct mcd_client *client;
-	const char *inc;
-};
-
-static void keep_one(const char *category, const char *group, void *arg)
-{
-	const struct keeping *k = arg;
-
-	mcd_index_keep(k->client, k->inc, category, group);
-}
-
-/* Unlist the groups nobody used here for UNLIST_AFTER_S; a join racing with it keeps its group. */
-static void unlist(struct mcd_client *client, struct mcd_coord *coord, const char *inc, const char *words)
-{
-	struct unlisted u = { .coord = coord, .kept = malloc(MCD_REGISTRY_MAX) };
-	struct keeping k = { .client = client, .inc = inc };
-
-	if (!u.kept) {
-		return;
-	}
-	u.kept[0] = '\0';
-	u.removed = mcd_index_unlist(client, inc, words);
-	pthread_mutex_lock(&coord->lock);
-	mcd_each_listed(words, settle_unlisted, &u);
-	pthread_mutex_unlock(&coord->lock);
-	mcd_each_listed(u.kept, keep_one, &k);
-	free(u.kept);
 }
 
 struct batch_answer {
@@ -286,6 +224,7 @@ void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct m
 	s.room = s.list && s.unlisted ? s.room : 0;
 	s.now = mcd_monotonic_s();
 	s.lease_s = coord->lease_s;
+	s.unlist_after_s = coord->unlist_after_s;
 	s.reindex = coord->reindex;
 	coord->reindex = false;
 	if (s.unlisted) {
@@ -300,17 +239,18 @@ void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct m
 	for (size_t first = 0; incarnations && first < s.count; first += BATCH) {
 		size_t n = s.count - first < BATCH ? s.count - first : BATCH;
 
-		/* Putting back thousands of groups takes seconds: the heartbeat goes on meanwhile. */
-		if (mcd_now_us() - beat_us > (uint64_t) s.lease_s * 250000U) {
-			mcd_coord_beat(client, coord);
-			beat_us = mcd_now_us();
-		}
+
 		read_batch(client, &s.list[first], n);
 		for (size_t i = first; i < first + n; i++) {
 			struct mcd_checked *c = &s.list[i];
 
 			if (s.reindex && c->members > 0) {
 				index_again(client, coord, inc, c);
+			}
+			/* Putting back thousands of groups takes seconds: the heartbeat goes on meanwhile. */
+			if (mcd_now_us() - beat_us > (uint64_t) s.lease_s * 250000U) {
+				mcd_coord_beat(client, coord);
+				beat_us = mcd_now_us();
 			}
 			if (!c->read) {
 				continue;
@@ -329,7 +269,7 @@ void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct m
 		}
 	}
 	if (s.unlisted && s.unlisted[0]) {
-		unlist(client, coord, inc, s.unlisted);
+		mcd_unlist(client, coord, inc, s.unlisted);
 	}
 	mcd_locks_tick(client, coord);
 	pthread_mutex_lock(&coord->lock);

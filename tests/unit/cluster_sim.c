@@ -226,6 +226,8 @@ static void start_node(struct node *n, int64_t now)
 	if (!(n->coord = mcd_coord_create(n->name, opt.lease_s))) {
 		die("out of memory");
 	}
+	/* Idle groups leave the index after a second: unlisting races with joins all the time. */
+	mcd_coord_set_unlist_after(n->coord, 1);
 	memset(n->members, 0, (size_t) opt.groups * sizeof(long));
 	n->alive = true;
 	n->next_tick_ms = now;

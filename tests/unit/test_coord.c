@@ -505,6 +505,28 @@ static pid_t own_memcached(char *port, size_t len)
 	return pid;
 }
 
+/* SIGSTOP is delivered on the way: wait until the process shows stopped ("T" in /proc). */
+static void stop_process(pid_t pid)
+{
+	char path[64], stat[256];
+
+	kill(pid, SIGSTOP);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	for (int i = 0; i < 200; i++) {
+		FILE *f = fopen(path, "r");
+		char *state = f && fgets(stat, sizeof(stat), f) ? strrchr(stat, ')') : NULL;
+
+		if (f) {
+			fclose(f);
+		}
+		if (state && (state[2] == 'T' || state[2] == 't')) {
+			return;
+		}
+		usleep(5000);
+	}
+	fail_msg("memcached did not stop");
+}
+
 /* The add reaches memcached but its answer does not come in time (memcached stopped with
  * SIGSTOP, then continued): memcached stores the lock for nobody. The tick releases it. */
 static void a_lock_whose_add_timed_out_is_released_by_the_tick(void **state)
@@ -525,7 +547,7 @@ static void a_lock_whose_add_timed_out_is_released_by_the_tick(void **state)
 	assert_non_null(c = mcd_client_create(&s, NULL, NULL, err, sizeof(err)));
 	/* A first call opens the connection while memcached answers. */
 	assert_int_equal(mcd_lock(c, b, "warm", 60, 0, "x", other), MCD_SUCCESS);
-	kill(pid, SIGSTOP);
+	stop_process(pid);
 	assert_string_equal(mcd_rc_name(mcd_lock(c, a, "orphan", 600, 0, "SIP/a-1", token)), "MEMCACHED_TIMEOUT");
 	kill(pid, SIGCONT);
 	/* memcached stored it on waking: a lock nobody holds, for 600 s... */
