@@ -19,12 +19,14 @@
  * node stalled past its lease (until a lease after it resumes).
  * Time is the simulation's own, one step (a join or a leave) a millisecond:
  * what happens at each step depends on the seed alone, and the run waits for
- * the real clock to catch up with it (memcached's expiries are real). The seed
- * is printed first: --seed N replays the same schedule. --trace prints each
- * failure as it happens.
+ * the real clock to catch up with it (memcached's expiries are real); the
+ * nodes due to tick at a step tick at once, each on a thread. The seed is
+ * printed first: --seed N replays the same schedule (what memcached's clock
+ * does meanwhile may differ). --trace prints each failure as it happens.
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,10 +61,12 @@ static struct {
 	int nodes, groups, rounds;
 	long lease_s;
 	int chaos_ms, quiet_ms;
+	int failure_ms;              /* the least time between two failures (then one in 300 steps) */
 	bool trace;
 	int watch;                   /* a group whose every change --trace prints (-1: none) */
 	const char *port;
-} opt = { .nodes = 5, .groups = 40, .rounds = 2, .lease_s = 2, .chaos_ms = 3000, .quiet_ms = 2500, .watch = -1 };
+} opt = { .nodes = 5, .groups = 40, .rounds = 2, .lease_s = 2, .chaos_ms = 3000, .quiet_ms = 2500, .failure_ms = 300,
+	.watch = -1 };
 
 static struct node *nodes;
 static struct mcd_client *client, *reader;
@@ -237,11 +241,30 @@ static void start_node(struct node *n, int64_t now)
 }
 
 /* Each living node ticks on its cadence (lease/4), unless stalled. */
+/* A tick, on a thread of its own: the nodes due tick at once, as Asterisks do, each in its own
+ * process. (In one thread, 50 nodes putting back thousands of groups after a memcached restart
+ * would tick one after the other, and the last ones' heartbeats lapse meanwhile.) */
+struct due {
+	pthread_t thread;
+	struct node *node;
+	struct mcd_tick_report report;
+};
+
+static void *tick_one(void *arg)
+{
+	struct due *d = arg;
+
+	mcd_coord_tick(client, d->node->coord, &d->report);
+	return NULL;
+}
+
 static void tick_due(int64_t now)
 {
-	for (int i = 0; i < opt.nodes; i++) {
+	struct due *due = calloc((size_t) opt.nodes, sizeof(*due));
+	int count = 0;
+
+	for (int i = 0; due && i < opt.nodes; i++) {
 		struct node *n = &nodes[i];
-		struct mcd_tick_report r;
 
 		if (!n->alive && n->restart_at_ms && now >= n->restart_at_ms) {
 			start_node(n, now);
@@ -255,7 +278,17 @@ static void tick_due(int64_t now)
 			n->stalled_until_ms = 0;
 			failure_end_real_ms = real_ms();
 		}
-		mcd_coord_tick(client, n->coord, &r);
+		due[count].node = n;
+		if (pthread_create(&due[count].thread, NULL, tick_one, &due[count])) {
+			die("no thread for a tick");
+		}
+		count++;
+	}
+	for (int i = 0; i < count; i++) {
+		struct node *n = due[i].node;
+		const struct mcd_tick_report *r = &due[i].report;
+
+		pthread_join(due[i].thread, NULL);
 		n->ticked_since_flush = true;
 		if (opt.watch >= 0) {
 			char what[64];
@@ -263,16 +296,17 @@ static void tick_due(int64_t now)
 			snprintf(what, sizeof(what), "%s tick", n->name);
 			watch(what);
 		}
-		if (r.retired || r.rebuilt || r.corrected || r.reincarnated) {
-			trace("%s tick: %u retired, %u made again, %u repaired%s", n->name, r.retired, r.rebuilt, r.corrected,
-				r.reincarnated ? ", counting again as a new incarnation" : "");
+		if (r->retired || r->rebuilt || r->corrected || r->reincarnated) {
+			trace("%s tick: %u retired, %u made again, %u repaired%s", n->name, r->retired, r->rebuilt,
+				r->corrected, r->reincarnated ? ", counting again as a new incarnation" : "");
 		}
 		n->next_tick_ms = now + opt.lease_s * 250;
-		stretch.retired += r.retired;
-		stretch.corrected += r.corrected;
-		stretch.rebuilt += r.rebuilt;
-		stretch.reincarnated = stretch.reincarnated || r.reincarnated;
+		stretch.retired += r->retired;
+		stretch.corrected += r->corrected;
+		stretch.rebuilt += r->rebuilt;
+		stretch.reincarnated = stretch.reincarnated || r->reincarnated;
 	}
+	free(due);
 }
 
 static void join_or_leave(int64_t now)
@@ -405,14 +439,15 @@ static void run_round(int round, int64_t *worst_heal)
 	/* chaos: a failure now and then, at random */
 	for (int64_t now = start; now - start < opt.chaos_ms; step_clock(), now = now_ms()) {
 		tick_due(now);
-		if (now - last_failure > 300 && rand() % 300 == 0) {
+		if (now - last_failure > opt.failure_ms && rand() % 300 == 0) {
 			fail(now);
 			last_failure = now;
 		}
 		join_or_leave(now);
 	}
 	/* heal: within the README's bound after the last failure ended (a stall's end, a restart):
-	 * the heartbeat's lease, memcached's one-second clock, a tick, and a second of slack. */
+	 * the heartbeat's lease, memcached's one-second clock, a tick, two more ticks for a large
+	 * retirement (each spends at most a quarter lease on it), and half a second of slack. */
 	for (int64_t now = now_ms(), checked = 0; ; step_clock(), now = now_ms()) {
 		bool pending = false;
 
@@ -425,7 +460,7 @@ static void run_round(int round, int64_t *worst_heal)
 			continue;
 		}
 		checked = now;
-		bound = failure_end_real_ms + opt.lease_s * 1250 + 2000;
+		bound = failure_end_real_ms + opt.lease_s * 1750 + 1500;
 		if ((wrong = first_wrong(&count)) < 0) {
 			healed_at = real_ms();
 			break;
@@ -466,7 +501,7 @@ static void parse(int argc, char **argv)
 
 		if (!strcmp(argv[i], "--help") || !value) {
 			printf("usage: cluster_sim --port PORT [--seed N] [--nodes N] [--groups N] [--rounds N] "
-				"[--lease SECONDS] [--chaos-ms MS] [--quiet-ms MS] [--trace 1] [--watch GROUP]\n");
+				"[--lease SECONDS] [--chaos-ms MS] [--quiet-ms MS] [--failure-ms MS] [--trace 1] [--watch GROUP]\n");
 			exit(strcmp(argv[i], "--help") ? 2 : 0);
 		}
 		i++;
@@ -486,6 +521,8 @@ static void parse(int argc, char **argv)
 			opt.chaos_ms = atoi(value);
 		} else if (!strcmp(argv[i - 1], "--quiet-ms")) {
 			opt.quiet_ms = atoi(value);
+		} else if (!strcmp(argv[i - 1], "--failure-ms")) {
+			opt.failure_ms = atoi(value);
 		} else if (!strcmp(argv[i - 1], "--trace")) {
 			opt.trace = atoi(value) != 0;
 		} else if (!strcmp(argv[i - 1], "--watch")) {
@@ -505,8 +542,8 @@ int main(int argc, char **argv)
 
 	parse(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("cluster simulation: seed %u, %d nodes, %d groups, %d rounds, lease %ld s\n", opt.seed, opt.nodes,
-		opt.groups, opt.rounds, opt.lease_s);
+	printf("cluster simulation: seed %u, %d nodes, %d groups, %d rounds, lease %ld s, a failure at most every "
+		"%d ms\n", opt.seed, opt.nodes, opt.groups, opt.rounds, opt.lease_s, opt.failure_ms);
 	srand(opt.seed);
 	nodes = calloc((size_t) opt.nodes, sizeof(*nodes));
 	group_names = calloc((size_t) opt.groups, sizeof(*group_names));
