@@ -76,8 +76,8 @@ bool mcd_coord_supported(const struct mcd_client *client);
 
 /*!
  * Put one member in group (of category, "" for none), unless limit (> 0) members are in it
- * already across the cluster: then MCD_GROUP_FULL and nothing changes. One round trip (two
- * the first time this incarnation uses the group: it lists it first).
+ * already across the cluster: then MCD_GROUP_FULL and nothing changes. One round trip; the
+ * first time this incarnation uses the group, four or five (it lists itself and the group first).
  */
 mcd_rc mcd_group_join(struct mcd_client *client, struct mcd_coord *coord, const char *category,
 	const char *group, uint64_t limit);
@@ -157,7 +157,7 @@ struct mcd_tick_report {
 };
 
 /*!
- * The work off the call path, every lease/4 seconds (mcd_coord_tick_due): the heartbeat,
+ * The work off the call path, every lease/4 seconds on the monotonic clock: the heartbeat,
  * this node's entry and counts as memcached holds them, the retirement of dead incarnations
  * (at most about a quarter lease of it per tick), repairs after failures, locks to release.
  */

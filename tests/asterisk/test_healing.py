@@ -136,23 +136,24 @@ def test_short_calls_racing_for_a_limit_on_two_asterisks_never_exceed_it(cluster
         client.set(PREFIX + key, b"")
     client.set(PREFIX + "churn_admitted", b"0")
     for ast in (east, west):
-        ast.cli("dialplan set global CHURN_ROUNDS 30")
+        ast.cli("dialplan set global CHURN_ROUNDS 20")
         ast.cli("dialplan set global CHURN_LIMIT 5")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda ast: ast.cli("channel originate Local/churn@tests application Wait 0"),
+        list(pool.map(lambda ast: ast.cli("channel originate Local/churn@tests application Wait 60"),
                       [east, west] * 10))
     east.wait_for(lambda: len(client.get(PREFIX + "churn_done") or b"") == 20, limit=180)
     # Never more than 5 inside at once, as the channels themselves counted.
     assert client.get(PREFIX + "churn_over") == b""
     assert int(client.get(PREFIX + "churn_inside")) == 0
     admitted = int(client.get(PREFIX + "churn_admitted"))
-    # A race indeed: many calls got in, many were turned away.
-    assert 30 <= admitted < 600
+    # A race indeed (each call in holds its place 0.1 s, a refused one tries again at once):
+    # many calls got in, many were turned away.
+    assert 20 <= admitted <= 400 - 20
     east.wait_for(lambda: counter(client, "churn", "churn") == 0)
-    figures("MCDGROUP: 20 channels on two Asterisks, 30 short calls each racing for a limit of 5: "
+    figures("MCDGROUP: 20 channels on two Asterisks, 20 short calls each racing for a limit of 5: "
             "%d admitted, %d refused, never more than 5 inside, in %.1f s"
-            % (admitted, 600 - admitted, time.monotonic() - started))
+            % (admitted, 400 - admitted, time.monotonic() - started))
 
 
 def test_a_new_node_id_on_reload_counts_the_members_once(cluster):
