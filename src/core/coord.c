@@ -277,6 +277,28 @@ mcd_rc mcd_group_keys(const struct mcd_client *client, const char *category, con
 	return rc == MEMCACHED_SUCCESS ? mcd_group_key(client, category, group, inc, k->count, &k->count_len) : rc;
 }
 
+mcd_rc mcd_group_add(memcached_st *memc, const struct group_keys *k, bool counter, long members)
+{
+	char value[24];
+	const int len = snprintf(value, sizeof(value), "%llu",
+		(unsigned long long) (MCD_GROUP_OFFSET + (uint64_t) members));
+
+	return memcached_add_by_key(memc, k->master, k->master_len, counter ? k->master : k->count,
+		counter ? k->master_len : k->count_len, value, (size_t) len, 0, 0);
+}
+
+size_t mcd_local_count(struct mcd_coord *coord)
+{
+	size_t count = 0;
+
+	for (int b = 0; b < MCD_COORD_BUCKETS; b++) {
+		for (struct local_group *g = coord->groups[b]; g; g = g->next) {
+			count++;
+		}
+	}
+	return count;
+}
+
 int64_t mcd_offset_value(const char *text, size_t len)
 {
 	return (int64_t) (mcd_uint64_of(text, len) - MCD_GROUP_OFFSET);

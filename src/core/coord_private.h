@@ -110,6 +110,13 @@ struct group_keys {
 mcd_rc mcd_group_keys(const struct mcd_client *client, const char *category, const char *group,
 	const char *inc, struct group_keys *k);
 
+/*! Make the group's counter (counter) or this incarnation's count, at members, where it is
+ * missing: memcached's add (MEMCACHED_NOTSTORED where it is there). */
+mcd_rc mcd_group_add(memcached_st *memc, const struct group_keys *k, bool counter, long members);
+
+/*! How many groups this node has an entry for (coord locked). */
+size_t mcd_local_count(struct mcd_coord *coord);
+
 /*! The value of a counter or count as read (offset), signed. */
 int64_t mcd_offset_value(const char *text, size_t len);
 

@@ -18,18 +18,14 @@
 
 mcd_rc mcd_group_share_again(memcached_st *memc, const struct group_keys *k, long members, uint64_t *value)
 {
-	char text[24];
-	mcd_rc rc;
+	mcd_rc rc = mcd_group_add(memc, k, false, members);
 
-	snprintf(text, sizeof(text), "%llu", (unsigned long long) (MCD_GROUP_OFFSET + (uint64_t) members));
-	rc = memcached_add_by_key(memc, k->master, k->master_len, k->count, k->count_len, text, strlen(text), 0, 0);
 	if (rc != MEMCACHED_SUCCESS) {
 		/* Made again meanwhile (a join, a tick), or memcached away: nothing to add. */
 		return rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS ? MEMCACHED_NOTSTORED : rc;
 	}
 	/* Lost with the count, or made again since without this share: the counter takes it. */
-	snprintf(text, sizeof(text), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
-	memcached_add_by_key(memc, k->master, k->master_len, k->master, k->master_len, text, strlen(text), 0, 0);
+	mcd_group_add(memc, k, true, 0);
 	return mcd_step(memc, k->master, k->master_len, k->master, k->master_len, members, value);
 }
 
@@ -42,24 +38,20 @@ static mcd_rc first_use(struct mcd_client *client, const char *inc, const char *
 	const struct group_keys *k)
 {
 	struct mcd_call call = { .key_len = k->master_len };
-	char zero[24];
 	mcd_rc rc;
 
 	memcpy(call.key, k->master, k->master_len + 1);
-	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
 	if ((rc = mcd_call_begin(client, mcd_counter_pool(client), &call)) != MEMCACHED_SUCCESS) {
 		return rc;
 	}
 	/* The counter too, for a group new to the cluster: racing first joins then all step it. */
-	rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->count, k->count_len, zero, strlen(zero),
-		0, 0);
+	rc = mcd_group_add(call.memc, k, false, 0);
 	if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
 		/* Left from before this group was unlisted here, and set to expire: kept again. */
 		rc = memcached_touch_by_key(call.memc, k->master, k->master_len, k->count, k->count_len, 0);
 	}
 	if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
-		rc = memcached_add_by_key(call.memc, k->master, k->master_len, k->master, k->master_len, zero,
-			strlen(zero), 0, 0);
+		rc = mcd_group_add(call.memc, k, true, 0);
 	}
 	rc = mcd_call_end(client, &call, rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS
 		? MEMCACHED_SUCCESS : rc);
@@ -91,7 +83,6 @@ static mcd_rc recover(const struct joining *j, uint64_t *value)
 {
 	const struct group_keys *k = &j->k;
 	struct local_group *g;
-	char zero[24];
 	long members;
 	mcd_rc rc;
 
@@ -113,8 +104,7 @@ static mcd_rc recover(const struct joining *j, uint64_t *value)
 	if (rc != MEMCACHED_NOTSTORED) {
 		return rc;
 	}
-	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
-	memcached_add_by_key(j->memc, k->master, k->master_len, k->master, k->master_len, zero, strlen(zero), 0, 0);
+	mcd_group_add(j->memc, k, true, 0);
 	return mcd_step(j->memc, k->master, k->master_len, k->master, k->master_len, 1, value);
 }
 

@@ -113,19 +113,12 @@ static void take_group(struct local_group *g, void *arg)
 	}
 }
 
-static void count_group(struct local_group *g, void *arg)
-{
-	(void) g;
-	(*(size_t *) arg)++;
-}
-
 /* Count group's members under this incarnation: its count made and listed, then stepped with
  * the counter (joins meanwhile add their own). */
 static void rejoin(struct mcd_client *client, const char *inc, const struct rejoin *j)
 {
 	struct group_keys k;
 	struct mcd_call call;
-	char zero[24];
 	uint64_t ignored;
 
 	if (mcd_group_keys(client, j->category, j->group, inc, &k) != MEMCACHED_SUCCESS
@@ -137,8 +130,7 @@ static void rejoin(struct mcd_client *client, const char *inc, const struct rejo
 	if (mcd_call_begin(client, mcd_counter_pool(client), &call) != MEMCACHED_SUCCESS) {
 		return;
 	}
-	snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
-	memcached_add_by_key(call.memc, k.master, k.master_len, k.count, k.count_len, zero, strlen(zero), 0, 0);
+	mcd_group_add(call.memc, &k, false, 0);
 	mcd_step_noreply(call.memc, k.master, k.master_len, k.count, k.count_len, j->members);
 	mcd_call_end(client, &call, mcd_step(call.memc, k.master, k.master_len, k.master, k.master_len, j->members,
 		&ignored));
@@ -153,7 +145,7 @@ void mcd_coord_reincarnate(struct mcd_client *client, struct mcd_coord *coord)
 	char inc[MCD_INC_LEN + 1];
 
 	pthread_mutex_lock(&coord->lock);
-	mcd_local_each(coord, count_group, &r.room);
+	r.room = mcd_local_count(coord);
 	r.list = calloc(r.room + 1, sizeof(*r.list));
 	r.room = r.list ? r.room : 0;
 	r.until = mcd_monotonic_s() + 2 * coord->lease_s;

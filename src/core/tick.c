@@ -31,12 +31,6 @@ struct snapshot {
 	bool reindex;                /* the index was lost: every group goes back into it */
 };
 
-static void count_group(struct local_group *g, void *arg)
-{
-	(void) g;
-	(*(size_t *) arg)++;
-}
-
 /* Under coord->lock: the groups to check, and those to unlist. */
 static void take_group(struct local_group *g, void *arg)
 {
@@ -157,7 +151,6 @@ static void make_again(struct mcd_client *client, struct mcd_coord *coord, const
 {
 	bool shared = false;
 	struct mcd_call call = { .key_len = c->keys.master_len };
-	char zero[24];
 	uint64_t ignored;
 
 	memcpy(call.key, c->keys.master, c->keys.master_len + 1);
@@ -168,9 +161,7 @@ static void make_again(struct mcd_client *client, struct mcd_coord *coord, const
 		shared = mcd_group_share_again(call.memc, &c->keys, c->members, &ignored) == MEMCACHED_SUCCESS;
 		report->rebuilt += shared;
 	} else {
-		snprintf(zero, sizeof(zero), "%llu", (unsigned long long) MCD_GROUP_OFFSET);
-		report->rebuilt += memcached_add_by_key(call.memc, c->keys.master, c->keys.master_len, c->keys.master,
-			c->keys.master_len, zero, strlen(zero), 0, 0) == MEMCACHED_SUCCESS;
+		report->rebuilt += mcd_group_add(call.memc, &c->keys, true, 0) == MEMCACHED_SUCCESS;
 	}
 	mcd_call_end(client, &call, MEMCACHED_SUCCESS);
 	mcd_local_suspect(coord, c->category, c->group);
@@ -218,7 +209,7 @@ void mcd_coord_tick(struct mcd_client *client, struct mcd_coord *coord, struct m
 	mcd_registry_tick(client, coord, report);
 	pthread_mutex_lock(&coord->lock);
 	snprintf(inc, sizeof(inc), "%s", coord->inc);
-	mcd_local_each(coord, count_group, &s.room);
+	s.room = mcd_local_count(coord);
 	s.list = calloc(s.room + 1, sizeof(*s.list));
 	s.unlisted = malloc(MCD_REGISTRY_MAX);
 	s.room = s.list && s.unlisted ? s.room : 0;
