@@ -17,9 +17,9 @@ from harness.servers import Memcached
 LEASE = 4
 
 
-def conf(server, node, *lines):
+def conf(server, node, *lines, lease=LEASE):
     return general("server=" + server.address, "prefixkey=" + PREFIX, "node_id=" + node,
-                   "group_lease=%d" % LEASE, "retry_timeout=1", *lines)
+                   "group_lease=%d" % lease, "retry_timeout=1", *lines)
 
 
 @pytest.fixture
@@ -41,10 +41,10 @@ def count(ast, group, category="cat"):
     return ast.eval("MCDGROUP_COUNT(%s@%s)" % (group, category))
 
 
-def members(ast, server, group, how_many, limit=0):
+def members(ast, server, group, how_many, limit=0, category="cat"):
     """Originate how_many member channels on ast (at once), each joining group."""
     ast.cli("dialplan set global GROUP " + group)
-    ast.cli("dialplan set global GROUP_CATEGORY cat")
+    ast.cli("dialplan set global GROUP_CATEGORY " + category)
     ast.cli("dialplan set global GROUP_LIMIT %d" % limit)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: ast.cli("channel originate Local/member@tests application Wait 600"),

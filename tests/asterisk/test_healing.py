@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import PREFIX, Pbx, general, read_file
+from conftest import PREFIX, Pbx, read_file
 from harness.ami import Ami
 from harness.pbx import Asterisk
 from harness.servers import Memcached
+from test_groups import conf, members
 
 LEASE = 5
 OFFSET = 10 ** 9
@@ -25,18 +26,13 @@ OFFSET = 10 ** 9
 HEAL_BOUND = LEASE + 1 + LEASE / 4
 
 
-def conf(server, node, *lines):
-    return general("server=" + server.address, "prefixkey=" + PREFIX, "node_id=" + node,
-                   "group_lease=%d" % LEASE, "retry_timeout=1", *lines)
-
-
 @pytest.fixture
 def cluster():
     server = Memcached()
     asterisks = []
 
     def start(node, *lines, **options):
-        ast = Asterisk(read_file("extensions.conf"), conf(server, node, *lines), **options)
+        ast = Asterisk(read_file("extensions.conf"), conf(server, node, *lines, lease=LEASE), **options)
         asterisks.append(ast)
         return ast
 
@@ -61,10 +57,7 @@ def test_an_asterisk_killed_right_after_its_first_join_frees_the_group(cluster, 
     server, start = cluster
     east, west = start("east"), start("west")
     client = Client(server.client_address)
-    west.cli("dialplan set global GROUP e2001")
-    west.cli("dialplan set global GROUP_CATEGORY ext")
-    west.cli("dialplan set global GROUP_LIMIT 1")
-    west.cli("channel originate Local/member@tests application Wait 600")
+    members(west, server, "e2001", 1, limit=1, category="ext")
     west.wait_for(lambda: counter(client, "ext", "e2001") == 1)
     # Killed before any tick of its own could list anything, and started again as itself.
     kill(west)
@@ -160,13 +153,9 @@ def test_a_new_node_id_on_reload_counts_the_members_once(cluster):
     server, start = cluster
     east = start("east")
     client = Client(server.client_address)
-    east.cli("dialplan set global GROUP renamed")
-    east.cli("dialplan set global GROUP_CATEGORY cat")
-    east.cli("dialplan set global GROUP_LIMIT 0")
-    for _ in range(3):
-        east.cli("channel originate Local/member@tests application Wait 600")
+    members(east, server, "renamed", 3)
     east.wait_for(lambda: counter(client, "cat", "renamed") == 3)
-    east.write_memcached_conf(conf(server, "east2"))
+    east.write_memcached_conf(conf(server, "east2", lease=LEASE))
     east.cli("module reload res_memcached")
     east.wait_for(lambda: "east2/" in (client.get(PREFIX + "_mcd:nodes") or b"").decode())
     # A lease and more of ticks: still 3, under the new name.
@@ -185,10 +174,7 @@ def test_a_group_reset_from_the_console_and_the_manager(cluster):
     server, start = cluster
     east = start("east", ami=True)
     client = Client(server.client_address)
-    east.cli("dialplan set global GROUP mended")
-    east.cli("dialplan set global GROUP_CATEGORY cat")
-    east.cli("dialplan set global GROUP_LIMIT 0")
-    east.cli("channel originate Local/member@tests application Wait 600")
+    members(east, server, "mended", 1)
     east.wait_for(lambda: counter(client, "cat", "mended") == 1)
     # Something outside the design: another application stepped the counter.
     client.incr(PREFIX + "_mcd:g:cat:mended", 7)
